@@ -1,0 +1,53 @@
+// Noise schedulers, numerically equal to diffusers' classes of the same name when built from the same
+// scheduler config (diffusers' `from_config` semantics: keys present in the JSON override each class's
+// own defaults; keys absent fall back to that class's defaults).
+#pragma once
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json_fwd.hpp>
+
+namespace at {
+class Tensor;
+class Generator;
+}  // namespace at
+
+namespace multilora::sampling {
+
+// Stable Diffusion v1.5's scheduler/scheduler_config.json (a PNDMScheduler config): 1000 train steps,
+// scaled_linear betas 0.00085..0.012, epsilon prediction, steps_offset 1, set_alpha_to_one false,
+// skip_prk_steps true, clip_sample false. Used when a checkpoint carries no scheduler config.
+nlohmann::json sd15_scheduler_config();
+
+class Scheduler {
+public:
+    virtual ~Scheduler() = default;
+
+    // diffusers' set_timesteps(num_inference_steps).
+    virtual void set_timesteps(int num_inference_steps) = 0;
+    // The timesteps handed to the UNet, one per denoising step, in order (float: Euler's are fractional).
+    virtual std::vector<double> timesteps() const = 0;
+    // Standard deviation of the initial noise (diffusers' init_noise_sigma).
+    virtual double init_noise_sigma() const = 0;
+    // diffusers' scale_model_input for step `step_index` (0-based position in timesteps()).
+    virtual at::Tensor scale_model_input(const at::Tensor& sample, int step_index) = 0;
+    // diffusers' step(model_output, timesteps()[step_index], sample, generator).prev_sample.
+    // `generator` is only used by ancestral samplers and may be null for the others.
+    virtual at::Tensor step(const at::Tensor& model_output, int step_index, const at::Tensor& sample,
+                            at::Generator* generator) = 0;
+
+    // The canonical multilora name ("dpmpp-2m", ...) and the diffusers class it mirrors.
+    virtual std::string name() const = 0;
+    virtual std::string diffusers_class() const = 0;
+};
+
+// Known names: dpmpp-2m, dpmpp-2m-karras, euler, euler-a, ddim.
+const std::vector<std::string>& scheduler_names();
+
+// `config` is a diffusers scheduler config JSON (any class's: only the shared keys are taken, as
+// from_config does). Throws UsageError for an unknown name.
+std::unique_ptr<Scheduler> make_scheduler(const std::string& name, const nlohmann::json& config);
+
+}  // namespace multilora::sampling
