@@ -1,0 +1,22 @@
+// The multilora subcommands. Each `add_*` registers its options on the app and returns the callback
+// that runs it (the callback throws UsageError / RuntimeError; app.cpp maps them to exit codes).
+#pragma once
+
+#include <functional>
+
+namespace CLI {
+class App;
+}
+
+namespace multilora::cli {
+
+using Command = std::function<void()>;
+
+Command add_generate_command(CLI::App& app);
+Command add_tokenize_command(CLI::App& app);
+Command add_make_tiny_command(CLI::App& app);
+
+// Runs the CLI: 0 success, 1 runtime error, 2 usage error.
+int run(int argc, char** argv);
+
+}  // namespace multilora::cli

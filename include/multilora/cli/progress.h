@@ -1,0 +1,26 @@
+// Step progress on stderr: a redrawn bar with s/it and ETA on a terminal, plain lines otherwise.
+#pragma once
+
+#include <string>
+
+namespace multilora::cli {
+
+class StepProgress {
+public:
+    // `label` prefixes every line (e.g. "image 1/4").
+    explicit StepProgress(std::string label, bool enabled = true);
+    ~StepProgress();
+    void update(int step, int total, double step_seconds);
+    void finish();
+
+private:
+    std::string label_;
+    bool enabled_;
+    bool tty_;
+    bool open_line_ = false;
+    double elapsed_ = 0;
+};
+
+std::string format_duration(double seconds);
+
+}  // namespace multilora::cli

@@ -1,0 +1,70 @@
+// Text-to-image generation: encode, denoise with classifier-free guidance, decode. Mirrors diffusers'
+// StableDiffusionPipeline step for step, so the same settings and seed give the same latents.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <string>
+#include <vector>
+
+#include <ATen/core/Tensor.h>
+
+#include "multilora/pipeline/text_encoding.h"
+
+namespace multilora::pipeline {
+
+struct StableDiffusionModel;
+
+struct GenerationRequest {
+    std::string prompt;
+    std::string negative_prompt;
+    int steps = 50;
+    double guidance_scale = 7.5;
+    uint64_t seed = 0;
+    int width = 512;
+    int height = 512;
+    std::string scheduler = "dpmpp-2m";
+    int num_images = 1;
+    LongPromptMode long_prompt = LongPromptMode::Truncate;
+};
+
+// Called after every denoising step: (0-based step, total steps, seconds the step took).
+using StepCallback = std::function<void(int, int, double)>;
+
+// Computes the guided noise prediction for one step. The default (no LoRA) runs the UNet once on
+// [uncond × n, cond × n]; LoRA strategies substitute their own.
+struct NoiseContext {
+    const at::Tensor& scaled_latents;  // [n, C, h, w], after scale_model_input
+    const at::Tensor& timestep;        // 0-d tensor
+    int step;
+    const EncodedPrompts& prompts;
+    double guidance_scale;
+};
+using NoisePredictor = std::function<at::Tensor(const NoiseContext&)>;
+
+struct GenerationResult {
+    at::Tensor latents;                        // final latents before VAE scaling, float32 CPU [n, C, h, w]
+    std::vector<std::vector<uint8_t>> images;  // n RGB images, height*width*3 each
+    int width = 0, height = 0;
+    bool prompt_truncated = false;
+    double encode_seconds = 0, decode_seconds = 0;
+    std::vector<double> step_seconds;
+    std::vector<double> timesteps;
+};
+
+// Checks settings that need no model (sizes, steps, scheduler name); throws UsageError.
+void validate_request(const GenerationRequest& request);
+
+// The plain CFG predictor: one UNet call on the batched [uncond, cond] rows.
+at::Tensor predict_noise_cfg(StableDiffusionModel& model, const NoiseContext& ctx);
+
+// `encode` lets a LoRA strategy set up the text encoder before prompts are encoded; `predictor`
+// defaults to predict_noise_cfg.
+GenerationResult generate(StableDiffusionModel& model, const GenerationRequest& request,
+                          const StepCallback& on_step = {}, const NoisePredictor& predictor = {},
+                          const std::function<EncodedPrompts()>& encode = {});
+
+// [n, 3, H, W] in [-1, 1] -> n uint8 RGB buffers, as diffusers' postprocess (x/2+0.5, clamp, ·255, round).
+std::vector<std::vector<uint8_t>> to_rgb8(const at::Tensor& images);
+
+}  // namespace multilora::pipeline

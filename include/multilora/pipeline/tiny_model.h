@@ -1,0 +1,30 @@
+// The embedded default: a seeded, randomly initialised SD1.5-architecture model small enough for CI and
+// the demo, written in both layouts through the same writers real checkpoints are read with.
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+#include "multilora/models/model_configs.h"
+
+namespace multilora::pipeline {
+
+struct TinyModelConfigs {
+    models::UNetConfig unet;
+    models::VaeConfig vae;
+    models::ClipTextConfig text;
+};
+
+// UNet (32, 64, 64) with SD1.5's block pattern and two layers per block, cross-attention width 32;
+// CLIP hidden 32 with 2 layers and the full 49,408-token vocabulary; a 4-level VAE (so 8x downscaling).
+TinyModelConfigs tiny_configs();
+
+struct TinyModelPaths {
+    std::string single_file;  // DIR/tiny-sd15.safetensors (LDM layout)
+    std::string folder;       // DIR/tiny-sd15 (diffusers layout)
+};
+
+// Writes both layouts with weights drawn from a CPU generator seeded with `seed`.
+TinyModelPaths make_tiny_model(const std::string& dir, uint64_t seed = 1234);
+
+}  // namespace multilora::pipeline

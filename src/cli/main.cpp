@@ -1,0 +1,8 @@
+// multilora's entry point: set the allocator up before anything allocates, then run the CLI.
+#include "multilora/cli/commands.h"
+#include "multilora/pipeline/runtime.h"
+
+int main(int argc, char** argv) {
+    multilora::pipeline::configure_allocator();
+    return multilora::cli::run(argc, argv);
+}
