@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# Installs multilora's build and runtime dependencies from Debian 12 packages (needs root or sudo).
+# OpenBLAS is required: without it Debian's libtorch runs matrix products on the reference BLAS
+# (measured 5.5 GFLOP/s fp32, against 133 GFLOP/s with libopenblas0-openmp).
+set -euo pipefail
+
+PACKAGES=(
+  build-essential cmake pkg-config
+  libtorch-dev libopenblas0-openmp zlib1g-dev
+  libcli11-dev nlohmann-json3-dev libspdlog-dev libstb-dev libgtest-dev
+)
+
+missing=()
+for p in "${PACKAGES[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+
+if ((${#missing[@]})); then
+  SUDO=""
+  if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
+  echo "multilora: installing ${missing[*]}" >&2
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+# libtorch links libblas.so.3; make sure the alternative resolves to OpenBLAS.
+blas=$(readlink -f /usr/lib/x86_64-linux-gnu/libblas.so.3 2>/dev/null || readlink -f /usr/lib/*/libblas.so.3 2>/dev/null || true)
+case "$blas" in
+  *openblas*) ;;
+  *) echo "multilora: warning: libblas.so.3 resolves to '$blas', not OpenBLAS; matrix products will be slow" >&2 ;;
+esac

@@ -1,0 +1,8 @@
+#!/usr/bin/env bash
+# Fresh Debian 12 machine -> dependencies installed, Release build, full test suite (ctest).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/install_deps.sh
+scripts/build.sh
+cd "${BUILD_DIR:-build}"
+ctest --output-on-failure -j"$(nproc)" --timeout 900

@@ -1,0 +1,66 @@
+// Helpers shared by the tests that run the multilora binary or need the tiny model.
+#pragma once
+
+#include <sys/wait.h>
+
+#include <array>
+#include <cstdio>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+#include <string>
+
+namespace multilora::test {
+
+struct CommandResult {
+    int exit_code = -1;
+    std::string output;  // stdout and stderr together
+};
+
+// Runs `multilora ARGS` through the shell (arguments are passed as written), single-threaded so that
+// parallel ctest jobs do not fight over the two cores.
+inline CommandResult run_multilora(const std::string& args) {
+    std::string cmd = std::string(ML_BINARY_PATH) + " " + args + " 2>&1";
+    CommandResult r;
+    FILE* pipe = popen(cmd.c_str(), "r");
+    if (!pipe) return r;
+    std::array<char, 4096> buf{};
+    size_t n;
+    while ((n = fread(buf.data(), 1, buf.size(), pipe)) > 0) r.output.append(buf.data(), n);
+    int status = pclose(pipe);
+    r.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+    return r;
+}
+
+inline std::string read_bytes(const std::filesystem::path& p) {
+    std::ifstream in(p, std::ios::binary);
+    std::ostringstream s;
+    s << in.rdbuf();
+    return s.str();
+}
+
+inline std::filesystem::path make_temp_dir(const std::string& tag) {
+    std::string templ = (std::filesystem::temp_directory_path() / ("multilora-" + tag + "-XXXXXX")).string();
+    char* made = mkdtemp(templ.data());
+    return made ? std::filesystem::path(made) : std::filesystem::path();
+}
+
+// The tiny model, written once per test binary by `multilora make-tiny`.
+inline const std::filesystem::path& tiny_model_dir() {
+    static const std::filesystem::path dir = [] {
+        auto d = make_temp_dir("tiny");
+        auto r = run_multilora("make-tiny --out " + d.string());
+        if (r.exit_code != 0) {
+            std::fprintf(stderr, "make-tiny failed: %s\n", r.output.c_str());
+            std::abort();
+        }
+        return d;
+    }();
+    return dir;
+}
+
+inline std::string tiny_single_file() { return (tiny_model_dir() / "tiny-sd15.safetensors").string(); }
+inline std::string tiny_folder() { return (tiny_model_dir() / "tiny-sd15").string(); }
+
+}  // namespace multilora::test
