@@ -25,4 +25,28 @@ std::string temp_path_for(const std::string& path);
 
 std::string read_file(const std::string& path);  // throws RuntimeError when unreadable
 
+// Streaming form of write_file_atomic, for outputs too large to assemble in memory first:
+// write() any number of times, then commit() (fsync + rename + directory fsync). If the writer is
+// destroyed without a successful commit(), or any step throws, the temporary file is removed and
+// nothing appears under `path`. Errors are RuntimeErrors naming `path` and the errno text.
+class AtomicFileWriter {
+public:
+    explicit AtomicFileWriter(std::string path);
+    ~AtomicFileWriter();
+    AtomicFileWriter(const AtomicFileWriter&) = delete;
+    AtomicFileWriter& operator=(const AtomicFileWriter&) = delete;
+
+    void write(std::string_view bytes);
+    void commit();
+    const std::string& path() const { return path_; }
+    const std::string& temp_path() const { return temp_path_; }
+
+private:
+    void abandon() noexcept;
+    std::string path_;
+    std::string temp_path_;
+    int fd_ = -1;
+    bool committed_ = false;
+};
+
 }  // namespace multilora::io
