@@ -25,6 +25,9 @@ int run(int argc, char** argv) {
         "Examples:\n"
         "  multilora make-tiny --out models\n"
         "  multilora generate --model models/tiny-sd15.safetensors --prompt \"a red fox\" --out out\n"
+        "  multilora generate --model models/tiny-sd15.safetensors --prompt \"a red fox\" \\\n"
+        "      --lora models/loras/tiny-character.safetensors --lora models/loras/tiny-style.safetensors --method switch\n"
+        "  multilora inspect models/loras/tiny-style.safetensors\n"
         "  multilora tokenize --prompt \"a photo of a cat\"\n"
         "Run 'multilora COMMAND --help' for a command's options.");
 
@@ -37,6 +40,7 @@ int run(int argc, char** argv) {
     reg(add_generate_command);
     reg(add_tokenize_command);
     reg(add_make_tiny_command);
+    reg(add_inspect_command);
 
     try {
         app.parse(argc, argv);

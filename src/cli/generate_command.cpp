@@ -11,6 +11,8 @@
 
 #include "multilora/cli/commands.h"
 #include "multilora/cli/progress.h"
+#include "multilora/lora/adapter_set.h"
+#include "multilora/sampling/lora_composition.h"
 #include "multilora/pipeline/file_hashes.h"
 #include "multilora/pipeline/generation.h"
 #include "multilora/pipeline/image_outputs.h"
@@ -32,6 +34,12 @@ struct GenerateOptions {
     int threads = 0;
     std::string long_prompt = "truncate";
     bool progress = true;
+    std::vector<std::string> loras;
+    std::string method;  // empty: merge when LoRAs are given, else none
+    double lora_scale = 0.8;
+    int switch_interval = 5;
+    std::string switch_schedule = "paper";
+    int max_batch_rows = 0;
 };
 
 std::string iso_time_now() {
@@ -56,6 +64,20 @@ void run_generate(const GenerateOptions& o) {
     request.long_prompt = o.long_prompt == "chunk" ? pipeline::LongPromptMode::Chunk : pipeline::LongPromptMode::Truncate;
     pipeline::validate_request(request);
     pipeline::parse_dtype(o.load.dtype);
+    std::vector<lora::LoraSpec> specs;
+    for (const auto& text : o.loras) {
+        specs.push_back(lora::parse_lora_spec(text));
+        if (!fs::is_regular_file(specs.back().path)) throw RuntimeError("LoRA file not found: '" + specs.back().path + "'");
+    }
+    sampling::CompositionSettings composition;
+    composition.method = sampling::parse_method(o.method.empty() ? (specs.empty() ? "none" : "merge") : o.method);
+    composition.switch_interval = o.switch_interval;
+    composition.switch_schedule = sampling::parse_switch_schedule(o.switch_schedule);
+    composition.max_batch_rows = o.max_batch_rows;
+    if (composition.method != sampling::CompositionMethod::None && specs.empty())
+        throw UsageError("--method " + o.method + " needs at least one --lora");
+    if (composition.method == sampling::CompositionMethod::None && !specs.empty())
+        throw UsageError("--method none with --lora: the LoRAs would be ignored; drop --lora or pick a method");
     pipeline::OutputPlan plan = o.output;
     plan.num_images = request.num_images;
     pipeline::check_outputs(plan);
@@ -64,14 +86,21 @@ void run_generate(const GenerateOptions& o) {
     auto t_load = std::chrono::steady_clock::now();
     spdlog::info("loading {}", o.load.model_path);
     pipeline::StableDiffusionModel model = pipeline::load_stable_diffusion(o.load);
+    std::unique_ptr<lora::AdapterSet> adapters;
+    if (!specs.empty())
+        adapters = std::make_unique<lora::AdapterSet>(*model.unet, *model.text_encoder, model.unet->config().to_json(),
+                                                      specs, o.lora_scale, model.dtype, model.device);
+    sampling::LoraComposer composer(model, adapters.get(), composition);
     const double load_seconds = seconds_since(t_load);
     spdlog::info("loaded ({}, {} unused tensors) in {:.2f} s", model.layout, model.unused_tensors.size(), load_seconds);
 
     StepProgress progress("generating", o.progress);
     auto t_total = std::chrono::steady_clock::now();
     pipeline::GenerationResult result = pipeline::generate(
-        model, request, [&](int step, int total, double secs) { progress.update(step, total, secs); });
+        model, request, [&](int step, int total, double secs) { progress.update(step, total, secs); },
+        [&](const pipeline::NoiseContext& c) { return composer.predict(c); }, [&] { return composer.encode(request); });
     progress.finish();
+    if (adapters) adapters->clear();
 
     nlohmann::json files = hashed_files(model.model_files);
     const std::string model_hash = files.empty() ? std::string(64, '0') : files[0]["sha256"].get<std::string>();
@@ -110,6 +139,16 @@ void run_generate(const GenerateOptions& o) {
         {"text_encoder_config", model.text_encoder->config().to_json()},
         {"scheduler_config", model.scheduler_config},
     };
+    nlohmann::json lora_list = nlohmann::json::array();
+    if (adapters)
+        for (const auto& summary : adapters->summaries()) {
+            nlohmann::json j = summary.to_json();
+            j["sha256"] = pipeline::file_sha256(summary.path);
+            lora_list.push_back(j);
+        }
+    manifest["loras"] = lora_list;
+    manifest["composition"] = composer.record();
+    manifest["composition"]["lora_scale"] = o.lora_scale;
     manifest["prompt_truncated"] = result.prompt_truncated;
     manifest["timesteps"] = result.timesteps;
     manifest["runtime"] = pipeline::runtime_info();
@@ -160,12 +199,31 @@ Command add_generate_command(CLI::App& app) {
     sub->add_flag("--save-latents", o->output.save_latents, "Also write STEM.latents.safetensors (final latents)");
     sub->add_flag("--overwrite", o->output.overwrite, "Replace existing outputs");
     sub->add_flag("!--no-progress", o->progress, "No step progress output");
+    sub->add_option("--lora", o->loras,
+                    "LoRA file, optionally with its strength: PATH[:WEIGHT] (repeatable; order is kept)");
+    sub->add_option("--method", o->method, "LoRA composition: none, merge, switch or composite (default: merge with --lora)")
+        ->check(CLI::IsMember({"none", "merge", "switch", "composite"}));
+    sub->add_option("--lora-scale", o->lora_scale, "Scale applied to every LoRA in UNet and text encoder (the paper's 0.8)")
+        ->capture_default_str();
+    sub->add_option("--switch-interval", o->switch_interval, "Switch: steps each LoRA stays active (tau)")
+        ->capture_default_str()
+        ->check(CLI::Range(1, 1000));
+    sub->add_option("--switch-schedule", o->switch_schedule,
+                    "Switch order: paper (every LoRA tau steps) or reference (the public code: first LoRA tau+1 steps)")
+        ->capture_default_str()
+        ->check(CLI::IsMember({"paper", "reference"}));
+    sub->add_option("--max-batch-rows", o->max_batch_rows,
+                    "Composite: most UNet batch rows per forward (0: all LoRAs in one batch)")
+        ->capture_default_str()
+        ->check(CLI::NonNegativeNumber);
     sub->footer(
         "Writes OUT/NAME.png (A1111 'parameters' text chunk) and OUT/NAME.json (the run manifest).\n"
         "Examples:\n"
         "  multilora generate -m models/tiny-sd15.safetensors -p \"a red fox in snow\" --seed 7 --out out\n"
         "  multilora generate -m Realistic_Vision_V5.1.safetensors --vae sd-vae-ft-mse -p \"portrait\" \\\n"
-        "      -n \"blurry\" --steps 30 --scheduler dpmpp-2m-karras --width 768 --height 1024 --name portrait");
+        "      -n \"blurry\" --steps 30 --scheduler dpmpp-2m-karras --width 768 --height 1024 --name portrait\n"
+        "  multilora generate -m models/tiny-sd15.safetensors -p \"a fox\" --lora models/loras/tiny-style.safetensors \\\n"
+        "      --lora models/loras/tiny-object.safetensors:0.7 --method composite --name fox-composite");
     return [o] {
         if (o->output.stem.empty()) o->output.stem = "image-" + std::to_string(o->request.seed);
         run_generate(*o);

@@ -15,15 +15,9 @@ LinearImpl::LinearImpl(int64_t in_features, int64_t out_features, bool has_bias)
     if (has_bias) bias = register_parameter("bias", torch::zeros({out_features}), false);
 }
 
-const at::Tensor& LinearImpl::effective_weight() const {
-    if (adapters && adapters->has_fused()) return adapters->fused_weight();
-    return weight;
-}
-
 at::Tensor LinearImpl::forward(const at::Tensor& x) {
-    at::Tensor y = at::linear(x, effective_weight(), bias);
-    if (adapters && adapters->has_row_adapters()) adapters->add_linear_row_deltas(x, y);
-    return y;
+    if (adapters && adapters->active()) return adapters->linear(x, bias);
+    return at::linear(x, weight, bias);
 }
 
 Conv2dImpl::Conv2dImpl(int64_t in_channels, int64_t out_channels, int64_t kernel, int64_t stride_, int64_t padding_)
@@ -32,15 +26,9 @@ Conv2dImpl::Conv2dImpl(int64_t in_channels, int64_t out_channels, int64_t kernel
     bias = register_parameter("bias", torch::zeros({out_channels}), false);
 }
 
-const at::Tensor& Conv2dImpl::effective_weight() const {
-    if (adapters && adapters->has_fused()) return adapters->fused_weight();
-    return weight;
-}
-
 at::Tensor Conv2dImpl::forward(const at::Tensor& x) {
-    at::Tensor y = at::conv2d(x, effective_weight(), bias, {stride, stride}, {padding, padding});
-    if (adapters && adapters->has_row_adapters()) adapters->add_conv_row_deltas(x, y, stride, padding);
-    return y;
+    if (adapters && adapters->active()) return adapters->conv(x, bias);
+    return at::conv2d(x, weight, bias, {stride, stride}, {padding, padding});
 }
 
 // ---------------------------------------------------------------- norms

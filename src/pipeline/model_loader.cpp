@@ -166,60 +166,79 @@ std::string detect_layout(const std::string& path) {
 
 namespace {
 
-void load_single_file(const LoadOptions& opt, StableDiffusionModel& model) {
-    auto file = open_weights(opt.model_path);
-    model.model_files = {opt.model_path};
-    const auto& keys = file->names();
+// An LDM single file, split into its three models' diffusers-named indexes, with their configs.
+struct SingleFileIndex {
+    std::shared_ptr<io::SafetensorsFile> file;
+    WeightIndex unet, text, vae;
+    std::vector<std::string> unused;
+    models::UNetConfig unet_cfg;
+    models::VaeConfig vae_cfg;
+    models::ClipTextConfig text_cfg;
+};
 
-    WeightIndex unet_idx, text_idx;
+SingleFileIndex index_single_file(const std::string& path) {
+    SingleFileIndex s;
+    s.file = open_weights(path);
+    const auto& keys = s.file->names();
     models::UNetConfig unet_prov = provisional_unet_config(keys);
     models::VaeConfig vae_prov = provisional_vae_config(keys, models::kLdmVaePrefix);
     for (const auto& key : keys) {
         if (starts_with(key, models::kLdmUnetPrefix)) {
             std::string name = models::unet_key_from_ldm(key, unet_prov);
-            if (name.empty()) model.unused_tensors.push_back(key);
-            else unet_idx[name] = {file, key};
+            if (name.empty()) s.unused.push_back(key);
+            else s.unet[name] = {s.file, key};
         } else if (starts_with(key, models::kLdmTextPrefix)) {
             std::string name = models::text_key_from_ldm(key);
-            if (name.empty() || name == "text_model.embeddings.position_ids") model.unused_tensors.push_back(key);
-            else text_idx[name] = {file, key};
+            if (name.empty() || name == "text_model.embeddings.position_ids") s.unused.push_back(key);
+            else s.text[name] = {s.file, key};
         } else if (!starts_with(key, models::kLdmVaePrefix)) {
-            model.unused_tensors.push_back(key);
+            s.unused.push_back(key);
         }
     }
-    WeightIndex vae_idx = index_vae(file, models::kLdmVaePrefix, vae_prov, model.unused_tensors);
-    if (text_idx.empty())
-        throw RuntimeError("'" + opt.model_path + "' has no CLIP text encoder (cond_stage_model.transformer.*); "
+    s.vae = index_vae(s.file, models::kLdmVaePrefix, vae_prov, s.unused);
+    if (s.text.empty())
+        throw RuntimeError("'" + path + "' has no CLIP text encoder (cond_stage_model.transformer.*); "
                            "is it an SD1.x checkpoint? (SD2.x and SDXL files are not supported)");
-
     // Configs: the project's own files carry them as metadata; otherwise they are read off the shapes.
-    nlohmann::json unet_meta = metadata_json(*file, "multilora.unet_config");
-    nlohmann::json vae_meta = metadata_json(*file, "multilora.vae_config");
-    nlohmann::json text_meta = metadata_json(*file, "multilora.text_encoder_config");
-    auto unet_cfg = unet_meta.is_null() ? models::UNetConfig::detect_from_weights(models::shapes_of(unet_idx))
-                                        : models::UNetConfig::from_json(unet_meta);
-    auto vae_cfg = vae_meta.is_null() ? models::VaeConfig::detect_from_weights(models::shapes_of(vae_idx))
-                                      : models::VaeConfig::from_json(vae_meta);
-    auto text_cfg = text_meta.is_null() ? models::ClipTextConfig::detect_from_weights(models::shapes_of(text_idx))
-                                        : models::ClipTextConfig::from_json(text_meta);
+    nlohmann::json unet_meta = metadata_json(*s.file, "multilora.unet_config");
+    nlohmann::json vae_meta = metadata_json(*s.file, "multilora.vae_config");
+    nlohmann::json text_meta = metadata_json(*s.file, "multilora.text_encoder_config");
+    s.unet_cfg = unet_meta.is_null() ? models::UNetConfig::detect_from_weights(models::shapes_of(s.unet))
+                                     : models::UNetConfig::from_json(unet_meta);
+    s.vae_cfg = vae_meta.is_null() ? models::VaeConfig::detect_from_weights(models::shapes_of(s.vae))
+                                   : models::VaeConfig::from_json(vae_meta);
+    s.text_cfg = text_meta.is_null() ? models::ClipTextConfig::detect_from_weights(models::shapes_of(s.text))
+                                     : models::ClipTextConfig::from_json(text_meta);
+    return s;
+}
 
-    model.unet = models::UNet2DConditionModel(unet_cfg);
-    model.text_encoder = text::ClipTextModel(text_cfg);
-    auto unused = models::assign_weights(*model.unet, unet_idx, model.dtype, model.device, "UNet in '" + opt.model_path + "'");
+void load_single_file(const LoadOptions& opt, StableDiffusionModel& model) {
+    SingleFileIndex s = index_single_file(opt.model_path);
+    model.model_files = {opt.model_path};
+    model.unused_tensors = s.unused;
+    model.unet = models::UNet2DConditionModel(s.unet_cfg);
+    model.text_encoder = text::ClipTextModel(s.text_cfg);
+    auto unused = models::assign_weights(*model.unet, s.unet, model.dtype, model.device, "UNet in '" + opt.model_path + "'");
     model.unused_tensors.insert(model.unused_tensors.end(), unused.begin(), unused.end());
-    unused = models::assign_weights(*model.text_encoder, text_idx, model.dtype, model.device,
+    unused = models::assign_weights(*model.text_encoder, s.text, model.dtype, model.device,
                                     "text encoder in '" + opt.model_path + "'");
     model.unused_tensors.insert(model.unused_tensors.end(), unused.begin(), unused.end());
     if (opt.vae_path.empty()) {
-        model.vae = models::AutoencoderKL(vae_cfg);
-        unused = models::assign_weights(*model.vae, vae_idx, model.dtype, model.device, "VAE in '" + opt.model_path + "'");
+        model.vae = models::AutoencoderKL(s.vae_cfg);
+        unused = models::assign_weights(*model.vae, s.vae, model.dtype, model.device, "VAE in '" + opt.model_path + "'");
         model.unused_tensors.insert(model.unused_tensors.end(), unused.begin(), unused.end());
     } else {
-        for (const auto& [name, src] : vae_idx) model.unused_tensors.push_back(src.key);
+        for (const auto& [name, src] : s.vae) model.unused_tensors.push_back(src.key);
     }
     model.scheduler_config = sampling::sd15_scheduler_config();
     model.tokenizer = text::ClipTokenizer::builtin();
     model.tokenizer_source = "builtin";
+}
+
+nlohmann::json dtype_counts(const io::SafetensorsFile& f) {
+    nlohmann::json counts = nlohmann::json::object();
+    for (const auto& n : f.names()) counts[f.info(n).dtype] = counts.value(f.info(n).dtype, 0) + 1;
+    return counts;
 }
 
 // A diffusers component folder's weights: plain, fp16 variant, or sharded with an index.
@@ -336,6 +355,42 @@ void load_separate_vae(const LoadOptions& opt, StableDiffusionModel& model) {
 }
 
 }  // namespace
+
+nlohmann::json describe_checkpoint(const std::string& path) {
+    nlohmann::json j;
+    j["path"] = path;
+    j["layout"] = detect_layout(path);
+    if (j["layout"] == "ldm-single-file") {
+        SingleFileIndex s = index_single_file(path);
+        j["tensor_count"] = s.file->names().size();
+        j["dtypes"] = dtype_counts(*s.file);
+        j["unused_tensor_count"] = s.unused.size();
+        j["unet_config"] = s.unet_cfg.to_json();
+        j["vae_config"] = s.vae_cfg.to_json();
+        j["text_encoder_config"] = s.text_cfg.to_json();
+        j["config_source"] = s.file->metadata().count("multilora.unet_config") ? "metadata" : "detected from shapes";
+        return j;
+    }
+    fs::path root(path);
+    size_t tensors = 0;
+    nlohmann::json dtypes = nlohmann::json::object();
+    for (const auto& [sub, stem] : std::vector<std::pair<std::string, std::string>>{
+             {"unet", "diffusion_pytorch_model"}, {"text_encoder", "model"}, {"vae", "diffusion_pytorch_model"}}) {
+        std::vector<std::string> files;
+        WeightIndex idx = index_component(root / sub, stem, files);
+        tensors += idx.size();
+        for (const auto& [name, src] : idx) {
+            const std::string& dt = src.file->info(src.key).dtype;
+            dtypes[dt] = dtypes.value(dt, 0) + 1;
+        }
+        fs::path cfg = root / sub / "config.json";
+        if (fs::exists(cfg)) j[(sub == "text_encoder" ? std::string("text_encoder") : sub) + "_config"] = read_json_file(cfg);
+    }
+    j["tensor_count"] = tensors;
+    j["dtypes"] = dtypes;
+    j["config_source"] = "config.json";
+    return j;
+}
 
 StableDiffusionModel load_stable_diffusion(const LoadOptions& opt) {
     StableDiffusionModel model;

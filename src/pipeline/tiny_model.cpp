@@ -3,6 +3,8 @@
 #include <torch/torch.h>
 
 #include <filesystem>
+#include <functional>
+#include <optional>
 
 #include "multilora/io/atomic_file.h"
 #include "multilora/io/safetensors.h"
@@ -57,6 +59,52 @@ void init_weights(torch::nn::Module& m, at::Generator& gen) {
         else p.copy_(r / std::sqrt(static_cast<double>(p.numel() / p.size(0))));
     }
 }
+
+// One example LoRA over the layers `select` picks: down ~ N(0, 1/in), up ~ N(0, (gain/r)²).
+std::string write_lora(const fs::path& path, torch::nn::Module& unet, torch::nn::Module& text, int64_t rank,
+                       std::optional<double> alpha, bool peft, const std::function<bool(const std::string&, bool)>& select,
+                       at::Generator& gen, bool locon_3x3 = false) {
+    std::vector<std::pair<std::string, at::Tensor>> tensors;
+    auto f32 = at::TensorOptions().dtype(at::kFloat);
+    for (int part = 0; part < 2; ++part) {
+        torch::nn::Module& root = part == 0 ? unet : text;
+        for (const auto& item : root.named_modules("", false)) {
+            auto* lin = dynamic_cast<models::LinearImpl*>(item.value().get());
+            auto* conv = dynamic_cast<models::Conv2dImpl*>(item.value().get());
+            if (!lin && !conv) continue;
+            const std::string& name = item.key();
+            if (!select(name, part == 0)) continue;
+            at::Tensor w = lin ? lin->weight : conv->weight;
+            const int64_t out = w.size(0), in = w.size(1);
+            at::Tensor down, up;
+            if (conv) {
+                const int64_t k = locon_3x3 ? w.size(2) : 1;
+                if (!locon_3x3 && w.size(2) != 1) continue;
+                down = at::randn({rank, in, k, k}, gen, f32) / std::sqrt(static_cast<double>(in * k * k));
+                up = at::randn({out, rank, 1, 1}, gen, f32) * (1.5 / static_cast<double>(rank));
+            } else {
+                down = at::randn({rank, in}, gen, f32) / std::sqrt(static_cast<double>(in));
+                up = at::randn({out, rank}, gen, f32) * (1.5 / static_cast<double>(rank));
+            }
+            std::string flat = name;
+            std::replace(flat.begin(), flat.end(), '.', '_');
+            if (peft) {
+                std::string stem = std::string(part == 0 ? "unet." : "text_encoder.") + name;
+                tensors.emplace_back(stem + ".lora_A.weight", down);
+                tensors.emplace_back(stem + ".lora_B.weight", up);
+            } else {
+                std::string stem = std::string(part == 0 ? "lora_unet_" : "lora_te_") + flat;
+                tensors.emplace_back(stem + ".lora_down.weight", down);
+                tensors.emplace_back(stem + ".lora_up.weight", up);
+                if (alpha) tensors.emplace_back(stem + ".alpha", at::scalar_tensor(*alpha, f32));
+            }
+        }
+    }
+    io::save_safetensors(path.string(), tensors, {{"multilora.note", "example LoRA written by make-tiny"}});
+    return path.string();
+}
+
+bool contains(const std::string& s, const char* part) { return s.find(part) != std::string::npos; }
 
 void write_json(const fs::path& path, const nlohmann::json& j) {
     fs::create_directories(path.parent_path());
@@ -124,6 +172,33 @@ TinyModelPaths make_tiny_model(const std::string& dir, uint64_t seed) {
     write_json(root / "text_encoder" / "config.json", cfg.text.to_json());
     io::save_safetensors((root / "text_encoder" / "model.safetensors").string(), text_tensors);
     write_json(root / "scheduler" / "scheduler_config.json", sampling::sd15_scheduler_config());
+
+    // Example LoRAs.
+    fs::path loras = fs::path(dir) / "loras";
+    fs::create_directories(loras);
+    auto attention = [](const std::string& n) { return contains(n, "attn1.") || contains(n, "attn2."); };
+    auto text_attention = [](const std::string& n) { return contains(n, "self_attn."); };
+    paths.loras.push_back(write_lora(
+        loras / "tiny-character.safetensors", *unet, *text_encoder, 4, 2.0, false,
+        [&](const std::string& n, bool is_unet) {
+            if (!is_unet) return text_attention(n) || contains(n, "mlp.fc1");
+            return attention(n) || contains(n, ".ff.") || contains(n, "proj_in") || contains(n, "proj_out");
+        },
+        gen));
+    paths.loras.push_back(write_lora(
+        loras / "tiny-style.safetensors", *unet, *text_encoder, 8, 4.0, false,
+        [&](const std::string& n, bool is_unet) {
+            if (!is_unet) return text_attention(n);
+            return attention(n) || n == "down_blocks.0.resnets.0.conv1";
+        },
+        gen, /*locon_3x3=*/true));
+    paths.loras.push_back(write_lora(
+        loras / "tiny-object.safetensors", *unet, *text_encoder, 4, std::nullopt, false,
+        [&](const std::string& n, bool is_unet) { return is_unet && (contains(n, "attn2.") || contains(n, ".ff.")); },
+        gen));
+    paths.loras.push_back(write_lora(
+        loras / "tiny-peft.safetensors", *unet, *text_encoder, 4, std::nullopt, true,
+        [&](const std::string& n, bool is_unet) { return is_unet ? contains(n, "attn1.") : text_attention(n); }, gen));
     return paths;
 }
 

@@ -1,6 +1,9 @@
 // LoRA state attached to one Linear or Conv2d layer. The base weight is never modified: deltas live
-// beside it, either fused into a separate weight (Merge, or Switch's single active LoRA) or applied
-// unfused per batch row (Composite, where each row has its own active LoRA).
+// beside it and are applied in one of two ways.
+//  - Fused: W' = W + Σ s·B·A, built once when the active set changes (Merge; Switch's one active LoRA).
+//  - Per-row: each batch row has its own active LoRAs (Composite). Each group of rows is computed either
+//    with its own fused weight (built for the call) or as base + s·B(A x), whichever costs fewer FLOPs
+//    for the rows at hand; see LayerAdapters::plan_group.
 #pragma once
 
 #include <cstdint>
@@ -10,50 +13,63 @@
 
 namespace multilora::lora {
 
-// One LoRA's factors for one layer: delta W = scale · up · down (conv: up 1x1 after a k×k down).
+// One LoRA's factors for one layer: ΔW = scale · up · down (conv: a k×k down, then a 1×1 up).
 struct LayerDelta {
-    int slot = -1;          // the LoRA's index in the run's ordered list
-    at::Tensor down;        // [r, in] or [r, in, k, k]
-    at::Tensor up;          // [out, r] or [out, r, 1, 1]
-    double scale = 1.0;     // (alpha / rank) · user weight · lora_scale
+    int slot = -1;       // the LoRA's index in the run's ordered list
+    at::Tensor down;     // [r, in] (Linear) or [r, in, kh, kw] (Conv2d)
+    at::Tensor up;       // [out, r] or [out, r, 1, 1]
+    double scale = 1.0;  // (alpha / rank) · user weight · lora_scale
 };
+
+// How per-row groups are computed: chosen by cost (default), or forced (tests and benchmarks).
+enum class RowPolicy { Auto, LowRank, Fused };
+void set_row_policy(RowPolicy policy);
+RowPolicy row_policy();
 
 class LayerAdapters {
 public:
-    explicit LayerAdapters(at::Tensor base_weight) : base_(std::move(base_weight)) {}
+    // `stride` / `padding` describe the base convolution (unused for Linear).
+    LayerAdapters(at::Tensor base_weight, bool is_conv, int64_t stride = 1, int64_t padding = 0);
 
-    void add_delta(LayerDelta d) { deltas_.push_back(std::move(d)); }
+    void add_delta(LayerDelta d);
     const std::vector<LayerDelta>& deltas() const { return deltas_; }
+    bool has_slot(int slot) const;
 
-    // Fused mode: weight = base + Σ_{slot in active} scale·up·down, built once per activation change.
-    // An empty `active` list (or none of this layer's slots) clears the fused weight: base is used.
-    void set_fused(const std::vector<int>& active_slots);
-    bool has_fused() const { return fused_.defined(); }
-    const at::Tensor& fused_weight() const { return fused_; }
-
-    // Unfused per-row mode: `row_slots[b]` lists the LoRA slots active for batch row b. Applied on top
-    // of whatever weight the forward used. Empty clears it.
+    // Fused mode for the listed slots; when none of them targets this layer the base weight is used.
+    void set_fused(const std::vector<int>& slots);
+    // Per-row mode: row_slots[b] lists the slots active for batch row b.
     void set_row_slots(const std::vector<std::vector<int>>& row_slots);
-    bool has_row_adapters() const { return !row_groups_.empty(); }
+    void clear();
+    bool active() const { return mode_ != Mode::Base; }
 
-    // y += Σ rows' deltas, for Linear ([B, ..., in] -> [B, ..., out]) and Conv2d.
-    void add_linear_row_deltas(const at::Tensor& x, at::Tensor& y) const;
-    void add_conv_row_deltas(const at::Tensor& x, at::Tensor& y, int64_t stride, int64_t padding) const;
+    // The layer's forward with adapters applied (only called while active()).
+    at::Tensor linear(const at::Tensor& x, const at::Tensor& bias) const;
+    at::Tensor conv(const at::Tensor& x, const at::Tensor& bias) const;
 
-    // The full delta of one slot for this layer (zeros-shaped undefined when the slot has none).
-    at::Tensor delta_weight(int slot) const;
+    // Σ_{s in slots} scale·up·down in the base weight's shape (float32), for tests and fusing.
+    at::Tensor delta_weight(const std::vector<int>& slots) const;
+    // base + delta_weight(slots), in the base dtype.
+    at::Tensor fused_weight(const std::vector<int>& slots) const;
 
 private:
+    enum class Mode { Base, Fused, Rows };
     struct RowGroup {
-        const LayerDelta* delta;
-        std::vector<int64_t> rows;  // contiguous ranges are common; kept as a list for generality
-        int64_t first = 0, count = 0;  // set when rows are one contiguous range
+        int64_t first = 0, count = 0;
+        std::vector<const LayerDelta*> deltas;  // this layer's deltas active for these rows
     };
+    // True when building a fused weight for `rows` input rows costs fewer FLOPs than the low-rank path.
+    bool plan_group(const RowGroup& g, int64_t rows) const;
+    at::Tensor low_rank(const at::Tensor& x, const LayerDelta& d) const;
+
     at::Tensor base_;
+    bool is_conv_;
+    int64_t stride_, padding_;
+    int64_t in_features_, out_features_;  // conv: in·kh·kw and out
     std::vector<LayerDelta> deltas_;
+    Mode mode_ = Mode::Base;
     at::Tensor fused_;
     std::vector<int> fused_slots_;
-    std::vector<RowGroup> row_groups_;
+    std::vector<RowGroup> groups_;
 };
 
 }  // namespace multilora::lora

@@ -23,8 +23,6 @@ class LinearImpl : public torch::nn::Module {
 public:
     LinearImpl(int64_t in_features, int64_t out_features, bool bias = true);
     at::Tensor forward(const at::Tensor& x);
-    // The weight the forward uses when no per-row adapters are active (base, or base + fused deltas).
-    const at::Tensor& effective_weight() const;
 
     at::Tensor weight;
     at::Tensor bias;  // undefined when the layer has none
@@ -37,7 +35,6 @@ class Conv2dImpl : public torch::nn::Module {
 public:
     Conv2dImpl(int64_t in_channels, int64_t out_channels, int64_t kernel, int64_t stride = 1, int64_t padding = 0);
     at::Tensor forward(const at::Tensor& x);
-    const at::Tensor& effective_weight() const;
 
     at::Tensor weight;
     at::Tensor bias;

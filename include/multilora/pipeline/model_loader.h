@@ -45,6 +45,9 @@ c10::Device parse_device(const std::string& name);
 // Throws RuntimeError with a clear message for missing files, pickles, malformed or mismatched weights.
 StableDiffusionModel load_stable_diffusion(const LoadOptions& options);
 
+// Layout, configs (read or detected), dtypes and tensor count of a checkpoint, without building the models.
+nlohmann::json describe_checkpoint(const std::string& path);
+
 // Detects the layout of a path: "ldm-single-file", "diffusers-folder", or throws.
 std::string detect_layout(const std::string& path);
 

@@ -1,0 +1,102 @@
+// The LoRAs of one run, attached to a loaded model. Each LoRA gets a slot (its index in the --lora
+// order); every targeted Linear/Conv2d layer carries that slot's factors in its LayerAdapters. The base
+// weights are never written, so activating, switching and clearing adapters costs no reload and no drift.
+#pragma once
+
+#include <map>
+#include <memory>
+#include <set>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "multilora/lora/lora_file.h"
+
+namespace torch::nn {
+class Module;
+}
+
+namespace multilora::lora {
+
+class LayerAdapters;
+
+struct LoraSpec {
+    std::string path;
+    double weight = 1.0;  // the user's strength for this LoRA (PATH:WEIGHT)
+};
+
+// "path.safetensors:0.7" -> {path, 0.7}; a suffix that is not a number stays part of the path.
+LoraSpec parse_lora_spec(const std::string& text);
+
+// What one LoRA matched in the model (for logs, manifests and `inspect`).
+struct LoraSummary {
+    std::string path;
+    std::string format;
+    double weight = 1.0;
+    std::vector<int64_t> ranks;   // distinct ranks, ascending
+    std::vector<double> alphas;   // distinct alphas (empty: none in the file)
+    int matched_unet = 0;
+    int matched_text = 0;
+    int unmatched = 0;   // modules the model does not have
+    int misfit = 0;      // modules it has, with other shapes (inspect only; loading refuses them)
+    std::map<std::string, int> by_kind;  // "unet/attention", "unet/ff", "unet/proj", "unet/conv", "text/attention", "text/mlp", ...
+    int unet_layers = 0, text_layers = 0;  // targetable layers of the model (inspect's coverage)
+    nlohmann::json to_json() const;
+    nlohmann::json coverage_json() const;
+};
+
+// A targetable layer of a model, by diffusers path.
+struct TargetLayer {
+    torch::nn::Module* module = nullptr;
+    bool is_conv = false;
+    std::string path;
+};
+
+// Every Linear / Conv2d of a module tree, keyed by dotted path and by kohya's flattened path ('.' -> '_').
+class TargetIndex {
+public:
+    TargetIndex(torch::nn::Module& root, bool unet, const nlohmann::json& unet_config = nullptr);
+    const TargetLayer* find(const LoraGroup& g) const;
+    size_t size() const { return by_path_.size(); }
+
+private:
+    std::map<std::string, TargetLayer> by_path_;
+    std::map<std::string, std::string> flat_to_path_;
+};
+
+// The kind of module a path names: "attention", "ff", "proj", "conv", "mlp", "time".
+std::string layer_kind(const std::string& path);
+
+class AdapterSet {
+public:
+    // Reads every LoRA, resolves it against `unet` and `text_encoder`, checks shapes and attaches the
+    // deltas with scale = (alpha/rank) · weight · lora_scale. Throws RuntimeError naming the file and keys.
+    AdapterSet(torch::nn::Module& unet, torch::nn::Module& text_encoder, const nlohmann::json& unet_config,
+               const std::vector<LoraSpec>& specs, double lora_scale, c10::ScalarType dtype, c10::Device device);
+    ~AdapterSet();
+
+    int count() const { return static_cast<int>(summaries_.size()); }
+    const std::vector<LoraSummary>& summaries() const { return summaries_; }
+
+    // Text encoder: fuse the given slots (empty: base weights).
+    void activate_text(const std::vector<int>& slots);
+    // UNet, whole batch: fuse the given slots (empty: base weights).
+    void activate_unet(const std::vector<int>& slots);
+    // UNet, per batch row: row_slots[b] lists the slots active for row b.
+    void activate_unet_rows(const std::vector<std::vector<int>>& row_slots);
+    // Back to base weights everywhere.
+    void clear();
+
+private:
+    std::vector<LoraSummary> summaries_;
+    std::set<std::shared_ptr<LayerAdapters>*> owned_;  // the model's adapter slots this set filled
+    std::vector<std::shared_ptr<LayerAdapters>> unet_layers_, text_layers_;
+};
+
+// Reads a LoRA and matches it against `unet` / `text_encoder`, or, when they are null, against the SD1.5
+// architecture built without weights (for `inspect`).
+LoraSummary inspect_lora(const std::string& path, torch::nn::Module* unet = nullptr,
+                         torch::nn::Module* text_encoder = nullptr, const nlohmann::json& unet_config = nullptr);
+
+}  // namespace multilora::lora

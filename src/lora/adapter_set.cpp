@@ -1,0 +1,287 @@
+#include "multilora/lora/adapter_set.h"
+
+#include <torch/torch.h>
+
+#include <spdlog/spdlog.h>
+
+#include <optional>
+#include <set>
+#include <sstream>
+
+#include "multilora/lora/layer_adapters.h"
+#include "multilora/models/layers.h"
+#include "multilora/models/ldm_key_map.h"
+#include "multilora/models/unet.h"
+#include "multilora/text/clip_text_model.h"
+#include "multilora/util/error.h"
+
+namespace multilora::lora {
+namespace {
+
+bool starts_with(const std::string& s, const std::string& p) { return s.compare(0, p.size(), p) == 0; }
+
+std::string flatten(std::string s) {
+    std::replace(s.begin(), s.end(), '.', '_');
+    return s;
+}
+
+std::string shape_str(at::IntArrayRef s) {
+    std::ostringstream o;
+    o << "[";
+    for (size_t i = 0; i < s.size(); ++i) o << (i ? ", " : "") << s[i];
+    return o.str() + "]";
+}
+
+std::string some(const std::vector<std::string>& items, size_t n = 5) {
+    std::ostringstream o;
+    for (size_t i = 0; i < items.size() && i < n; ++i) o << "\n  " << items[i];
+    if (items.size() > n) o << "\n  ... and " << items.size() - n << " more";
+    return o.str();
+}
+
+// Does a group's pair of factors fit the target weight? Linear [out, in]; Conv2d [out, in, kh, kw].
+bool fits(const LoraGroup& g, const at::Tensor& w, bool conv) {
+    const int64_t out = w.size(0), in = w.size(1), r = g.down.size(0);
+    if (g.up.size(0) != out || g.up.size(1) != r || g.down.size(1) != in) return false;
+    if (g.up.dim() == 4 && (g.up.size(2) != 1 || g.up.size(3) != 1)) return false;
+    if (!conv) return g.down.dim() == 2 || (g.down.dim() == 4 && g.down.size(2) == 1 && g.down.size(3) == 1);
+    if (g.down.dim() == 2) return w.size(2) == 1 && w.size(3) == 1;
+    return g.down.size(2) == w.size(2) && g.down.size(3) == w.size(3);
+}
+
+// A guess at the architecture a mismatching LoRA was made for, from its text-feature widths.
+std::string architecture_hint(const std::vector<LoraGroup>& groups) {
+    for (const auto& g : groups) {
+        bool cross = g.target.find("attn2") != std::string::npos &&
+                     (g.target.find("to_k") != std::string::npos || g.target.find("to_v") != std::string::npos);
+        bool text = g.part == LoraPart::TextEncoder;
+        int64_t in = g.down.size(1);
+        if ((cross && in == 2048) || (text && in == 1280)) return " It looks made for SDXL.";
+        if ((cross && in == 1024) || (text && in == 1024)) return " It looks made for SD2.x.";
+    }
+    return "";
+}
+
+}  // namespace
+
+LoraSpec parse_lora_spec(const std::string& text) {
+    auto pos = text.rfind(':');
+    if (pos != std::string::npos && pos + 1 < text.size()) {
+        const std::string tail = text.substr(pos + 1);
+        try {
+            size_t used = 0;
+            double w = std::stod(tail, &used);
+            if (used == tail.size()) return {text.substr(0, pos), w};
+        } catch (const std::exception&) {
+        }
+    }
+    return {text, 1.0};
+}
+
+nlohmann::json LoraSummary::to_json() const {
+    return {{"path", path},       {"format", format},      {"weight", weight},
+            {"ranks", ranks},     {"alphas", alphas},      {"matched_modules", matched_unet + matched_text},
+            {"matched_unet", matched_unet}, {"matched_text_encoder", matched_text}, {"unmatched", unmatched},
+            {"misfit", misfit},
+            {"targets", by_kind}};
+}
+
+nlohmann::json LoraSummary::coverage_json() const {
+    return {{"unet", {{"matched", matched_unet}, {"layers", unet_layers}}},
+            {"text_encoder", {{"matched", matched_text}, {"layers", text_layers}}}};
+}
+
+std::string layer_kind(const std::string& path) {
+    if (path.find("attn1") != std::string::npos || path.find("attn2") != std::string::npos ||
+        path.find("self_attn") != std::string::npos || path.find("attentions.0.to_") != std::string::npos)
+        return "attention";
+    if (path.find(".ff.") != std::string::npos) return "ff";
+    if (path.find(".mlp.") != std::string::npos) return "mlp";
+    if (path.find("proj_in") != std::string::npos || path.find("proj_out") != std::string::npos) return "proj";
+    if (path.find("time_emb") != std::string::npos || path.find("time_embedding") != std::string::npos) return "time";
+    return "conv";
+}
+
+TargetIndex::TargetIndex(torch::nn::Module& root, bool unet, const nlohmann::json& unet_config) {
+    std::optional<models::UNetConfig> cfg;
+    if (unet && !unet_config.is_null()) cfg = models::UNetConfig::from_json(unet_config);
+    for (const auto& item : root.named_modules("", /*include_self=*/false)) {
+        torch::nn::Module* m = item.value().get();
+        bool conv = dynamic_cast<models::Conv2dImpl*>(m) != nullptr;
+        bool lin = dynamic_cast<models::LinearImpl*>(m) != nullptr;
+        if (!conv && !lin) continue;
+        const std::string& path = item.key();
+        by_path_[path] = {m, conv, path};
+        flat_to_path_[flatten(path)] = path;
+        if (cfg) {
+            // Some trainers name UNet modules by their LDM path (input_blocks_1_1_proj_in).
+            std::string ldm = models::unet_key_to_ldm(path + ".weight", *cfg);
+            const std::string prefix = models::kLdmUnetPrefix;
+            if (!ldm.empty()) flat_to_path_[flatten(ldm.substr(prefix.size(), ldm.size() - prefix.size() - 7))] = path;
+        }
+    }
+}
+
+const TargetLayer* TargetIndex::find(const LoraGroup& g) const {
+    std::string path = g.target;
+    if (g.flattened) {
+        auto it = flat_to_path_.find(g.target);
+        if (it == flat_to_path_.end()) return nullptr;
+        path = it->second;
+    }
+    auto it = by_path_.find(path);
+    return it == by_path_.end() ? nullptr : &it->second;
+}
+
+namespace {
+
+const at::Tensor& weight_of(const TargetLayer& t) {
+    if (t.is_conv) return static_cast<models::Conv2dImpl*>(t.module)->weight;
+    return static_cast<models::LinearImpl*>(t.module)->weight;
+}
+
+std::shared_ptr<LayerAdapters>& adapters_of(const TargetLayer& t) {
+    if (t.is_conv) return static_cast<models::Conv2dImpl*>(t.module)->adapters;
+    return static_cast<models::LinearImpl*>(t.module)->adapters;
+}
+
+// Resolves a file against the two indexes; fills `summary`, and `matches` with (group, target) pairs.
+void match_file(const LoraFile& file, const TargetIndex& unet, const TargetIndex& text, LoraSummary& summary,
+                std::vector<std::pair<const LoraGroup*, const TargetLayer*>>& matches, std::vector<std::string>& misfits,
+                bool check_shapes) {
+    std::set<int64_t> ranks;
+    std::set<double> alphas;
+    for (const auto& g : file.groups) {
+        ranks.insert(g.rank());
+        if (g.alpha) alphas.insert(*g.alpha);
+    }
+    for (const auto& g : file.groups) {
+        const TargetIndex& idx = g.part == LoraPart::Unet ? unet : text;
+        const TargetLayer* t = idx.find(g);
+        if (!t) {
+            ++summary.unmatched;
+            continue;
+        }
+        if (check_shapes && !fits(g, weight_of(*t), t->is_conv)) {
+            misfits.push_back(g.stem + ": down " + shape_str(g.down.sizes()) + ", up " + shape_str(g.up.sizes()) +
+                              " vs weight " + shape_str(weight_of(*t).sizes()) + " of " + t->path);
+            continue;
+        }
+        (g.part == LoraPart::Unet ? summary.matched_unet : summary.matched_text)++;
+        summary.by_kind[std::string(g.part == LoraPart::Unet ? "unet/" : "text/") + layer_kind(t->path)]++;
+        matches.emplace_back(&g, t);
+    }
+    summary.ranks.assign(ranks.begin(), ranks.end());
+    summary.alphas.assign(alphas.begin(), alphas.end());
+}
+
+}  // namespace
+
+AdapterSet::AdapterSet(torch::nn::Module& unet, torch::nn::Module& text_encoder, const nlohmann::json& unet_config,
+                       const std::vector<LoraSpec>& specs, double lora_scale, c10::ScalarType dtype, c10::Device device) {
+    TargetIndex unet_idx(unet, true, unet_config);
+    TargetIndex text_idx(text_encoder, false);
+    std::set<LayerAdapters*> unet_seen, text_seen;
+    for (size_t slot = 0; slot < specs.size(); ++slot) {
+        const LoraSpec& spec = specs[slot];
+        LoraFile file = read_lora_file(spec.path);
+        LoraSummary summary;
+        summary.path = spec.path;
+        summary.format = file.format;
+        summary.weight = spec.weight;
+        std::vector<std::pair<const LoraGroup*, const TargetLayer*>> matches;
+        std::vector<std::string> misfits;
+        match_file(file, unet_idx, text_idx, summary, matches, misfits, true);
+        if (!misfits.empty())
+            throw RuntimeError("'" + spec.path + "': " + std::to_string(misfits.size()) +
+                               " LoRA weight(s) do not fit this model's layers." + architecture_hint(file.groups) +
+                               some(misfits));
+        if (matches.empty())
+            throw RuntimeError("'" + spec.path + "': none of its " + std::to_string(file.groups.size()) +
+                               " modules exists in this SD1.x model (is it for another architecture?); first keys:" +
+                               some([&] {
+                                   std::vector<std::string> s;
+                                   for (const auto& g : file.groups) s.push_back(g.stem);
+                                   return s;
+                               }()));
+        if (summary.unmatched > 0)
+            spdlog::warn("{}: {} of {} modules matched this model; {} did not and are ignored", spec.path,
+                         matches.size(), file.groups.size(), summary.unmatched);
+        for (const auto& [g, t] : matches) {
+            auto& ad = adapters_of(*t);
+            if (ad && !owned_.count(&ad))
+                throw RuntimeError("internal: LoRA adapters are already attached to " + t->path);
+            if (!ad) {
+                owned_.insert(&ad);
+                int64_t stride = 1, padding = 0;
+                if (t->is_conv) {
+                    auto* c = static_cast<models::Conv2dImpl*>(t->module);
+                    stride = c->stride;
+                    padding = c->padding;
+                }
+                ad = std::make_shared<LayerAdapters>(weight_of(*t), t->is_conv, stride, padding);
+            }
+            ad->add_delta({static_cast<int>(slot), g->down.to(device), g->up.to(device),
+                           g->scale() * spec.weight * lora_scale});
+            auto& seen = g->part == LoraPart::Unet ? unet_seen : text_seen;
+            auto& list = g->part == LoraPart::Unet ? unet_layers_ : text_layers_;
+            if (seen.insert(ad.get()).second) list.push_back(ad);
+        }
+        (void)dtype;
+        spdlog::info("LoRA {}: {} ({}), rank {}, {} UNet + {} text-encoder modules, weight {}", slot, spec.path,
+                     summary.format, summary.ranks.empty() ? 0 : summary.ranks.back(), summary.matched_unet,
+                     summary.matched_text, spec.weight);
+        summaries_.push_back(std::move(summary));
+    }
+}
+
+AdapterSet::~AdapterSet() {
+    // Detach from the model: its layers run on their base weights again.
+    for (auto* slot : owned_) slot->reset();
+}
+
+void AdapterSet::activate_text(const std::vector<int>& slots) {
+    for (auto& l : text_layers_) l->set_fused(slots);
+}
+
+void AdapterSet::activate_unet(const std::vector<int>& slots) {
+    for (auto& l : unet_layers_) l->set_fused(slots);
+}
+
+void AdapterSet::activate_unet_rows(const std::vector<std::vector<int>>& row_slots) {
+    for (auto& l : unet_layers_) l->set_row_slots(row_slots);
+}
+
+void AdapterSet::clear() {
+    for (auto& l : unet_layers_) l->clear();
+    for (auto& l : text_layers_) l->clear();
+}
+
+LoraSummary inspect_lora(const std::string& path, torch::nn::Module* unet, torch::nn::Module* text_encoder,
+                         const nlohmann::json& unet_config) {
+    LoraFile file = read_lora_file(path);
+    std::optional<models::UNet2DConditionModel> sd_unet;
+    std::optional<text::ClipTextModel> sd_text;
+    nlohmann::json cfg = unet_config;
+    if (!unet || !text_encoder) {
+        sd_unet.emplace(models::UNetConfig::v1_5());
+        sd_text.emplace(models::ClipTextConfig::v1_5());
+        unet = sd_unet->get();
+        text_encoder = sd_text->get();
+        cfg = models::UNetConfig::v1_5().to_json();
+    }
+    TargetIndex unet_idx(*unet, true, cfg);
+    TargetIndex text_idx(*text_encoder, false);
+    LoraSummary summary;
+    summary.path = path;
+    summary.format = file.format;
+    std::vector<std::pair<const LoraGroup*, const TargetLayer*>> matches;
+    std::vector<std::string> misfits;
+    match_file(file, unet_idx, text_idx, summary, matches, misfits, true);
+    summary.misfit = static_cast<int>(misfits.size());
+    summary.unet_layers = static_cast<int>(unet_idx.size());
+    summary.text_layers = static_cast<int>(text_idx.size());
+    return summary;
+}
+
+}  // namespace multilora::lora
