@@ -1,0 +1,281 @@
+// LoRA composition on the tiny model: identities between code paths, the Switch schedule, adapter state.
+#include <torch/torch.h>
+
+#include <gtest/gtest.h>
+
+#include "multilora/io/safetensors.h"
+#include "multilora/lora/adapter_set.h"
+#include "multilora/lora/layer_adapters.h"
+#include "multilora/pipeline/generation.h"
+#include "multilora/pipeline/model_loader.h"
+#include "multilora/pipeline/tiny_model.h"
+#include "multilora/sampling/lora_composition.h"
+#include "test_support.h"
+
+namespace fs = std::filesystem;
+using namespace multilora;
+using sampling::CompositionMethod;
+
+namespace {
+
+struct TinyWorld {
+    fs::path dir;
+    pipeline::TinyModelPaths paths;
+};
+
+const TinyWorld& world() {
+    static const TinyWorld w = [] {
+        at::set_num_threads(1);
+        TinyWorld t;
+        t.dir = test::make_temp_dir("lora");
+        t.paths = pipeline::make_tiny_model(t.dir.string());
+        return t;
+    }();
+    return w;
+}
+
+pipeline::StableDiffusionModel load_tiny() {
+    pipeline::LoadOptions opt;
+    opt.model_path = world().paths.single_file;
+    return pipeline::load_stable_diffusion(opt);
+}
+
+pipeline::GenerationRequest small_request() {
+    pipeline::GenerationRequest r;
+    r.prompt = "a red fox in the snow";
+    r.negative_prompt = "blurry";
+    r.steps = 4;
+    r.width = 64;
+    r.height = 64;
+    r.seed = 21;
+    return r;
+}
+
+at::Tensor run(pipeline::StableDiffusionModel& model, lora::AdapterSet* adapters, CompositionMethod method,
+               int interval = 5, pipeline::GenerationRequest request = small_request()) {
+    sampling::CompositionSettings settings;
+    settings.method = method;
+    settings.switch_interval = interval;
+    sampling::LoraComposer composer(model, adapters, settings);
+    auto result = pipeline::generate(
+        model, request, {}, [&](const pipeline::NoiseContext& c) { return composer.predict(c); },
+        [&] { return composer.encode(request); });
+    if (adapters) adapters->clear();
+    return result.latents;
+}
+
+double rel_err(const at::Tensor& a, const at::Tensor& b) {
+    return (a - b).abs().max().item<double>() / b.abs().max().item<double>();
+}
+
+std::vector<lora::LoraSpec> specs(std::initializer_list<int> which, double weight = 1.0) {
+    std::vector<lora::LoraSpec> out;
+    for (int i : which) out.push_back({world().paths.loras.at(i), weight});
+    return out;
+}
+
+std::unique_ptr<lora::AdapterSet> attach(pipeline::StableDiffusionModel& m, const std::vector<lora::LoraSpec>& s,
+                                         double scale = 0.8) {
+    return std::make_unique<lora::AdapterSet>(*m.unet, *m.text_encoder, m.unet->config().to_json(), s, scale, m.dtype,
+                                              m.device);
+}
+
+}  // namespace
+
+// Hand-worked tables for k = 3, τ = 2.
+TEST(SwitchSchedule, PaperAndReferenceTables) {
+    const std::vector<int> paper{0, 0, 1, 1, 2, 2, 0, 0, 1, 1, 2, 2};
+    const std::vector<int> reference{0, 0, 0, 1, 1, 2, 2, 0, 0, 1, 1, 2};
+    for (int t = 0; t < 12; ++t) {
+        EXPECT_EQ(sampling::switch_active_lora(t, 3, 2, sampling::SwitchSchedule::Paper), paper[t]) << t;
+        EXPECT_EQ(sampling::switch_active_lora(t, 3, 2, sampling::SwitchSchedule::Reference), reference[t]) << t;
+    }
+}
+
+TEST(LoraSpec, ParsesOptionalWeight) {
+    auto a = lora::parse_lora_spec("dir/style.safetensors:0.7");
+    EXPECT_EQ(a.path, "dir/style.safetensors");
+    EXPECT_DOUBLE_EQ(a.weight, 0.7);
+    auto b = lora::parse_lora_spec("dir/style.safetensors");
+    EXPECT_EQ(b.path, "dir/style.safetensors");
+    EXPECT_DOUBLE_EQ(b.weight, 1.0);
+    auto c = lora::parse_lora_spec("C:/x:y.safetensors");
+    EXPECT_EQ(c.path, "C:/x:y.safetensors");
+    EXPECT_DOUBLE_EQ(lora::parse_lora_spec("a:-1.5e-1").weight, -0.15);
+}
+
+// A layer's fused weight is W + Σ s·B·A, and both per-row paths give the fused layer's output.
+TEST(LayerAdapters, FusedAndLowRankAgreeWithFormula) {
+    torch::manual_seed(3);
+    at::Tensor w = torch::randn({6, 5});
+    lora::LayerAdapters ad(w, false);
+    at::Tensor a0 = torch::randn({2, 5}), b0 = torch::randn({6, 2}), a1 = torch::randn({3, 5}), b1 = torch::randn({6, 3});
+    ad.add_delta({0, a0, b0, 0.5});
+    ad.add_delta({1, a1, b1, -2.0});
+    at::Tensor expect = w + 0.5 * b0.mm(a0) - 2.0 * b1.mm(a1);
+    EXPECT_TRUE(torch::allclose(ad.fused_weight({0, 1}), expect, 1e-5, 1e-5));
+    at::Tensor x = torch::randn({4, 7, 5}), bias = torch::randn({6});
+    ad.set_row_slots({{0}, {0}, {1}, {}});
+    for (auto policy : {lora::RowPolicy::LowRank, lora::RowPolicy::Fused, lora::RowPolicy::Auto}) {
+        lora::set_row_policy(policy);
+        at::Tensor y = ad.linear(x, bias);
+        EXPECT_TRUE(torch::allclose(y[0], at::linear(x[0], w + 0.5 * b0.mm(a0), bias), 1e-5, 1e-5));
+        EXPECT_TRUE(torch::allclose(y[2], at::linear(x[2], w - 2.0 * b1.mm(a1), bias), 1e-5, 1e-5));
+        EXPECT_TRUE(torch::allclose(y[3], at::linear(x[3], w, bias), 1e-6, 1e-6));
+    }
+    lora::set_row_policy(lora::RowPolicy::Auto);
+    // Conv: a 3x3 LoCon down followed by a 1x1 up equals the fused 3x3 kernel.
+    at::Tensor cw = torch::randn({4, 3, 3, 3});
+    lora::LayerAdapters conv(cw, true, 1, 1);
+    at::Tensor cd = torch::randn({2, 3, 3, 3}), cu = torch::randn({4, 2, 1, 1});
+    conv.add_delta({0, cd, cu, 0.25});
+    at::Tensor xi = torch::randn({2, 3, 5, 5});
+    conv.set_row_slots({{0}, {0}});
+    lora::set_row_policy(lora::RowPolicy::LowRank);
+    at::Tensor low = conv.conv(xi, {});
+    lora::set_row_policy(lora::RowPolicy::Auto);
+    at::Tensor fused = at::conv2d(xi, conv.fused_weight({0}), {}, 1, 1);
+    EXPECT_TRUE(torch::allclose(low, fused, 1e-4, 1e-4));
+}
+
+TEST(Composition, OneLoraMergeEqualsSwitchEqualsComposite) {
+    auto model = load_tiny();
+    auto ad = attach(model, specs({0}));
+    at::Tensor merge = run(model, ad.get(), CompositionMethod::Merge);
+    at::Tensor sw = run(model, ad.get(), CompositionMethod::Switch, 1);
+    at::Tensor comp = run(model, ad.get(), CompositionMethod::Composite);
+    EXPECT_TRUE(torch::equal(merge, sw));  // same fused weights, same order of operations
+    EXPECT_LT(rel_err(comp, merge), 1e-5);
+    at::Tensor none = run(model, nullptr, CompositionMethod::None);
+    EXPECT_GT(rel_err(merge, none), 1e-3);  // the LoRA does change the result
+}
+
+TEST(Composition, FusedPathEqualsUnfusedPath) {
+    auto model = load_tiny();
+    auto ad = attach(model, specs({0, 1, 3}));
+    lora::set_row_policy(lora::RowPolicy::Fused);
+    at::Tensor fused = run(model, ad.get(), CompositionMethod::Composite);
+    lora::set_row_policy(lora::RowPolicy::LowRank);
+    at::Tensor low = run(model, ad.get(), CompositionMethod::Composite);
+    lora::set_row_policy(lora::RowPolicy::Auto);
+    EXPECT_LT(rel_err(low, fused), 1e-5);
+}
+
+// The batched Composite step equals k separate UNet passes, each with one LoRA fused, combined here.
+TEST(Composition, BatchedCompositeEqualsSeparatePasses) {
+    auto model = load_tiny();
+    auto ad = attach(model, specs({0, 1, 2}));
+    at::Tensor batched = run(model, ad.get(), CompositionMethod::Composite);
+    sampling::CompositionSettings settings;
+    settings.method = CompositionMethod::Composite;
+    sampling::LoraComposer composer(model, ad.get(), settings);
+    auto request = small_request();
+    auto result = pipeline::generate(
+        model, request, {},
+        [&](const pipeline::NoiseContext& c) {
+            at::Tensor su, sc;
+            for (int i = 0; i < 3; ++i) {
+                ad->activate_unet({i});
+                at::Tensor eps = model.unet->forward(at::cat({c.scaled_latents, c.scaled_latents}), c.timestep,
+                                                     at::cat({c.prompts.uncond, c.prompts.cond}));
+                su = su.defined() ? su + eps[0] : eps[0].clone();
+                sc = sc.defined() ? sc + eps[1] : eps[1].clone();
+            }
+            ad->activate_unet({});
+            su = su / 3;
+            sc = sc / 3;
+            return (su + c.guidance_scale * (sc - su)).unsqueeze(0);
+        },
+        [&] { return composer.encode(request); });
+    EXPECT_LT(rel_err(batched, result.latents), 1e-5);
+    // Splitting the batch into chunks of one LoRA gives the same result.
+    settings.max_batch_rows = 2;
+    sampling::LoraComposer chunked(model, ad.get(), settings);
+    auto r2 = pipeline::generate(
+        model, request, {}, [&](const pipeline::NoiseContext& c) { return chunked.predict(c); },
+        [&] { return chunked.encode(request); });
+    EXPECT_LT(rel_err(r2.latents, batched), 1e-5);
+}
+
+TEST(Composition, ZeroWeightOrZeroUpEqualsNoLora) {
+    auto model = load_tiny();
+    at::Tensor none = run(model, nullptr, CompositionMethod::None);
+    {
+        auto ad = attach(model, specs({0, 1}, 0.0));
+        EXPECT_TRUE(torch::equal(run(model, ad.get(), CompositionMethod::Merge), none));
+        EXPECT_TRUE(torch::equal(run(model, ad.get(), CompositionMethod::Switch, 1), none));
+        // Composite runs a bigger batch, whose kernels may round differently in the last bits.
+        EXPECT_LT(rel_err(run(model, ad.get(), CompositionMethod::Composite), none), 1e-5);
+    }
+    // A copy of a LoRA file with every up weight zeroed.
+    auto src = io::SafetensorsFile::open(world().paths.loras[1]);
+    std::vector<std::pair<std::string, at::Tensor>> tensors;
+    for (const auto& n : src->names()) {
+        at::Tensor t = src->tensor(n).clone();
+        if (n.find("lora_up") != std::string::npos) t.zero_();
+        tensors.emplace_back(n, t);
+    }
+    std::string zero = (world().dir / "zero-up.safetensors").string();
+    io::save_safetensors(zero, tensors);
+    auto ad = attach(model, {{zero, 1.0}});
+    EXPECT_TRUE(torch::equal(run(model, ad.get(), CompositionMethod::Merge), none));
+}
+
+TEST(Composition, AdapterStateLeavesBaseWeightsBitIdentical) {
+    auto model = load_tiny();
+    std::vector<at::Tensor> before;
+    for (const auto& p : model.unet->parameters()) before.push_back(p.clone());
+    for (const auto& p : model.text_encoder->parameters()) before.push_back(p.clone());
+    at::Tensor none_before = run(model, nullptr, CompositionMethod::None);
+    {
+        auto ad = attach(model, specs({0, 1, 2, 3}));
+        run(model, ad.get(), CompositionMethod::Merge);
+        run(model, ad.get(), CompositionMethod::Composite);
+        ad->activate_unet({2});  // enabled, then disabled by the next image's set-up
+        run(model, ad.get(), CompositionMethod::Switch, 1);
+        at::Tensor again = run(model, ad.get(), CompositionMethod::None);
+        EXPECT_TRUE(torch::equal(again, none_before));
+    }
+    size_t i = 0;
+    for (const auto& p : model.unet->parameters()) EXPECT_TRUE(torch::equal(p, before[i++]));
+    for (const auto& p : model.text_encoder->parameters()) EXPECT_TRUE(torch::equal(p, before[i++]));
+    EXPECT_TRUE(torch::equal(run(model, nullptr, CompositionMethod::None), none_before));
+}
+
+TEST(Composition, SwitchRecordsTheActiveLoraOfEveryStep) {
+    auto model = load_tiny();
+    auto ad = attach(model, specs({0, 1, 2}));
+    sampling::CompositionSettings s;
+    s.method = CompositionMethod::Switch;
+    s.switch_interval = 2;
+    s.switch_schedule = sampling::SwitchSchedule::Reference;
+    sampling::LoraComposer composer(model, ad.get(), s);
+    auto request = small_request();
+    request.steps = 7;
+    pipeline::generate(
+        model, request, {}, [&](const pipeline::NoiseContext& c) { return composer.predict(c); },
+        [&] { return composer.encode(request); });
+    EXPECT_EQ(composer.record()["active_lora_per_step"], nlohmann::json({0, 0, 0, 1, 1, 2, 2}));
+    EXPECT_EQ(composer.record()["switch_schedule"], "reference");
+}
+
+TEST(Composition, LoraSummariesDescribeTheFiles) {
+    auto model = load_tiny();
+    auto ad = attach(model, specs({0, 1, 2, 3}));
+    const auto& s = ad->summaries();
+    ASSERT_EQ(s.size(), 4u);
+    EXPECT_EQ(s[0].format, "kohya");
+    EXPECT_EQ(s[0].ranks, std::vector<int64_t>{4});
+    EXPECT_EQ(s[0].alphas, std::vector<double>{2.0});
+    EXPECT_EQ(s[1].by_kind.at("unet/conv"), 1);  // the 3x3 LoCon
+    EXPECT_EQ(s[2].alphas.size(), 0u);
+    EXPECT_EQ(s[2].matched_text, 0);
+    EXPECT_EQ(s[3].format, "peft");
+    EXPECT_GT(s[3].matched_unet, 0);
+    EXPECT_GT(s[3].matched_text, 0);
+    // tiny-character, counted from the tiny config: 11 transformer blocks (2+2 down, 1 mid, 3+3 up), each
+    // with 8 attention projections, 2 ff layers and its Transformer2D's proj_in/proj_out: 11 × 12 = 132;
+    // text encoder: 2 layers × (4 attention projections + fc1) = 10.
+    EXPECT_EQ(s[0].matched_unet, 132);
+    EXPECT_EQ(s[0].matched_text, 10);
+}
