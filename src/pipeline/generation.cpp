@@ -31,6 +31,13 @@ void validate_request(const GenerationRequest& r) {
     }
 }
 
+at::Tensor draw_initial_noise(uint64_t seed, int64_t draw_index, at::IntArrayRef shape) {
+    at::Generator gen = at::detail::createCPUGenerator(seed);
+    at::Tensor noise;
+    for (int64_t i = 0; i <= draw_index; ++i) noise = at::randn(shape, gen, at::TensorOptions().dtype(at::kFloat));
+    return noise;
+}
+
 at::Tensor predict_noise_cfg(StableDiffusionModel& model, const NoiseContext& ctx) {
     const int64_t n = ctx.scaled_latents.size(0);
     if (ctx.guidance_scale <= 1.0) {
@@ -84,8 +91,15 @@ GenerationResult generate(StableDiffusionModel& model, const GenerationRequest& 
     // torch.Generator("cpu").manual_seed(seed); the same generator then feeds ancestral samplers.
     at::Generator gen = at::detail::createCPUGenerator(request.seed);
     const int64_t channels = model.unet->config().in_channels;
-    at::Tensor latents = at::randn({request.num_images, channels, request.height / factor, request.width / factor},
-                                   gen, at::TensorOptions().dtype(at::kFloat));
+    const std::vector<int64_t> shape{request.num_images, channels, request.height / factor, request.width / factor};
+    at::Tensor latents;
+    if (request.initial_noise.defined()) {
+        if (request.initial_noise.sizes() != at::IntArrayRef(shape))
+            throw RuntimeError("initial noise has the wrong shape for this request");
+        latents = request.initial_noise.to(at::kFloat);
+    } else {
+        latents = at::randn(shape, gen, at::TensorOptions().dtype(at::kFloat));
+    }
     latents = latents.to(model.device, model.dtype) * scheduler->init_noise_sigma();
 
     const bool integral_steps = scheduler->diffusers_class() != "EulerDiscreteScheduler" &&

@@ -26,7 +26,15 @@ struct GenerationRequest {
     std::string scheduler = "dpmpp-2m";
     int num_images = 1;
     LongPromptMode long_prompt = LongPromptMode::Truncate;
+    // When defined: the initial noise [n, C, h, w] (float32, before init_noise_sigma), used instead of a fresh
+    // draw from the seed's generator (batch runs share one generator across sets). The generator seeded with
+    // `seed` still feeds ancestral samplers.
+    at::Tensor initial_noise;
 };
+
+// The noise diffusers' prepare_latents draws: randn([n, C, h, w]) from a CPU generator seeded with `seed`.
+// With `draw_index` k > 0 it is the (k+1)-th such draw from one generator (earlier draws are discarded).
+at::Tensor draw_initial_noise(uint64_t seed, int64_t draw_index, at::IntArrayRef shape);
 
 // Called after every denoising step: (0-based step, total steps, seconds the step took).
 using StepCallback = std::function<void(int, int, double)>;
