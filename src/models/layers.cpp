@@ -5,6 +5,7 @@
 #include <cmath>
 
 #include "multilora/lora/layer_adapters.h"
+#include "multilora/models/flop_counter.h"
 
 namespace multilora::models {
 
@@ -16,6 +17,7 @@ LinearImpl::LinearImpl(int64_t in_features, int64_t out_features, bool has_bias)
 }
 
 at::Tensor LinearImpl::forward(const at::Tensor& x) {
+    if (flops::enabled()) flops::add(2.0 * static_cast<double>(x.numel()) * static_cast<double>(weight.size(0)));
     if (adapters && adapters->active()) return adapters->linear(x, bias);
     return at::linear(x, weight, bias);
 }
@@ -27,8 +29,11 @@ Conv2dImpl::Conv2dImpl(int64_t in_channels, int64_t out_channels, int64_t kernel
 }
 
 at::Tensor Conv2dImpl::forward(const at::Tensor& x) {
-    if (adapters && adapters->active()) return adapters->conv(x, bias);
-    return at::conv2d(x, weight, bias, {stride, stride}, {padding, padding});
+    at::Tensor y = adapters && adapters->active() ? adapters->conv(x, bias)
+                                                  : at::conv2d(x, weight, bias, {stride, stride}, {padding, padding});
+    if (flops::enabled())
+        flops::add(2.0 * static_cast<double>(y.numel()) * static_cast<double>(weight.numel() / weight.size(0)));
+    return y;
 }
 
 // ---------------------------------------------------------------- norms
@@ -65,6 +70,7 @@ at::Tensor scaled_dot_product_attention(const at::Tensor& q, const at::Tensor& k
         return t.view({batch, n, heads, head_dim}).transpose(1, 2).reshape({batch * heads, n, head_dim});
     };
     at::Tensor qh = split(q, nq), kh = split(k, nk), vh = split(v, nk);
+    if (flops::enabled()) flops::add(4.0 * static_cast<double>(batch * heads) * nq * nk * head_dim);
     at::Tensor kt = kh.transpose(1, 2);
     // Scores are alpha * bmm(q, kᵀ): libtorch 1.13's baddbmm(beta=0) can return NaN on tiny problems.
     const int64_t rows_per_chunk = std::max<int64_t>(1, g_attention_chunk_elements / std::max<int64_t>(1, batch * heads * nk));

@@ -1,0 +1,298 @@
+#include "multilora/pipeline/benchmark.h"
+
+#include <torch/torch.h>
+
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <functional>
+#include <sstream>
+
+#include "multilora/lora/adapter_set.h"
+#include "multilora/models/flop_counter.h"
+#include "multilora/pipeline/generation.h"
+#include "multilora/pipeline/model_loader.h"
+#include "multilora/pipeline/runtime.h"
+#include "multilora/pipeline/text_encoding.h"
+#include "multilora/sampling/lora_composition.h"
+#include "multilora/util/error.h"
+
+namespace fs = std::filesystem;
+using nlohmann::json;
+
+namespace multilora::pipeline {
+
+int64_t peak_rss_bytes() {
+    std::ifstream in("/proc/self/status");
+    std::string line;
+    while (std::getline(in, line))
+        if (line.rfind("VmHWM:", 0) == 0) return std::stoll(line.substr(6)) * 1024;
+    return -1;
+}
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+double seconds(const std::function<void()>& fn) {
+    auto t0 = Clock::now();
+    fn();
+    return std::chrono::duration<double>(Clock::now() - t0).count();
+}
+
+json stats(std::vector<double> times) {
+    std::sort(times.begin(), times.end());
+    double mean = 0;
+    for (double t : times) mean += t;
+    mean /= static_cast<double>(times.size());
+    double median = times.size() % 2 ? times[times.size() / 2]
+                                     : 0.5 * (times[times.size() / 2 - 1] + times[times.size() / 2]);
+    return {{"median_s", median}, {"min_s", times.front()}, {"mean_s", mean}, {"runs", times.size()}};
+}
+
+// Best-of-3 GFLOP/s of a large fp32 (or bf16) matrix product and of SD1.5's most common convolution.
+json measure_peaks(c10::ScalarType dtype, c10::Device device, bool quick) {
+    const int64_t n = quick ? 512 : 4096;
+    auto opts = at::TensorOptions().dtype(dtype).device(device);
+    at::Tensor a = at::randn({n, n}, opts), b = at::randn({n, n}, opts);
+    double best_mm = 1e30;
+    for (int i = 0; i < 3; ++i) best_mm = std::min(best_mm, seconds([&] { at::mm(a, b); if (device.is_cuda()) torch::cuda::synchronize(); }));
+    const int64_t c = quick ? 64 : 320, hw = quick ? 16 : 64;
+    at::Tensor x = at::randn({2, c, hw, hw}, opts), w = at::randn({c, c, 3, 3}, opts);
+    double best_conv = 1e30;
+    for (int i = 0; i < 3; ++i)
+        best_conv = std::min(best_conv, seconds([&] { at::conv2d(x, w, {}, 1, 1); if (device.is_cuda()) torch::cuda::synchronize(); }));
+    const double mm_flops = 2.0 * n * n * n, conv_flops = 2.0 * 2 * c * c * 9 * hw * hw;
+    return {{"gemm", {{"shape", {n, n, n}}, {"seconds", best_mm}, {"gflops", mm_flops / best_mm / 1e9}}},
+            {"conv3x3", {{"shape", {2, c, hw, hw}}, {"seconds", best_conv}, {"gflops", conv_flops / best_conv / 1e9}}}};
+}
+
+struct StepBench {
+    StableDiffusionModel& model;
+    const EncodedPrompts& prompts;
+    at::Tensor latents;
+    at::Tensor timestep;
+    double guidance = 7.5;
+};
+
+// Times `repeats` UNet steps of `composer` (steps numbered from 0, so Switch's switches fall where they
+// would in a run), with one warm-up; returns stats plus the FLOPs of one step.
+json time_steps(StepBench& b, sampling::LoraComposer& composer, int repeats, bool warmup = true) {
+    c10::InferenceMode im;
+    auto run_step = [&](int step) {
+        NoiseContext ctx{b.latents, b.timestep, step, b.prompts, b.guidance};
+        at::Tensor eps = composer.predict(ctx);
+        if (b.model.device.is_cuda()) torch::cuda::synchronize();
+        return eps;
+    };
+    if (warmup) run_step(0);
+    std::vector<double> times;
+    double flops = 0;
+    for (int i = 0; i < repeats; ++i) {
+        models::FlopCounter counter;
+        times.push_back(seconds([&] { run_step(i); }));
+        if (i == 0) flops = counter.flops();
+    }
+    json j = stats(times);
+    j["flops"] = flops;
+    return j;
+}
+
+void spawn_or_throw(const std::string& cmd) {
+    spdlog::info("preparing: {}", cmd);
+    int rc = std::system(cmd.c_str());
+    if (rc != 0) throw RuntimeError("benchmark preparation failed (exit " + std::to_string(rc) + "): " + cmd);
+}
+
+std::string join_ints(const std::vector<int>& v) {
+    std::string s;
+    for (int x : v) s += (s.empty() ? "" : ",") + std::to_string(x);
+    return s;
+}
+
+}  // namespace
+
+json run_benchmark(const BenchOptions& opt) {
+    const int threads = configure_threads(opt.threads);
+    std::string dir = opt.work_dir;
+    if (dir.empty()) {
+        std::string templ = (fs::temp_directory_path() / "multilora-bench-XXXXXX").string();
+        if (!mkdtemp(templ.data())) throw RuntimeError("cannot create a temporary folder for the benchmark");
+        dir = templ;
+    }
+    fs::create_directories(dir);
+    const std::string preset = opt.quick ? "tiny" : "sd15";
+    const std::string model_path = (fs::path(dir) / ("bench-" + preset + ".safetensors")).string();
+    const int lora_count = std::max({opt.switch_k, opt.merge_k.empty() ? 0 : *std::max_element(opt.merge_k.begin(), opt.merge_k.end()),
+                                     opt.composite_k.empty() ? 0 : *std::max_element(opt.composite_k.begin(), opt.composite_k.end())});
+    // The model and LoRAs are written by a child process, so this process's peak RSS is the run's own.
+    if (!fs::exists(model_path) || !fs::exists(fs::path(dir) / "bench.ready")) {
+        std::string exe = opt.self_exe.empty() ? "/proc/self/exe" : opt.self_exe;
+        std::vector<int> ranks = opt.ranks;
+        spawn_or_throw("'" + exe + "' make-random-model --preset " + preset + " --out '" + dir + "' --loras " +
+                       std::to_string(lora_count) + " --ranks " + join_ints(ranks));
+        std::ofstream(fs::path(dir) / "bench.ready") << "ok\n";
+    }
+
+    json report;
+    report["options"] = {{"size", opt.size},   {"dtype", opt.dtype},     {"device", opt.device},
+                         {"quick", opt.quick}, {"repeats", opt.repeats}, {"ranks", opt.ranks},
+                         {"merge_k", opt.merge_k}, {"composite_k", opt.composite_k}, {"switch_k", opt.switch_k},
+                         {"switch_interval", opt.switch_interval}, {"model", model_path}};
+
+    LoadOptions load;
+    load.model_path = model_path;
+    load.dtype = opt.dtype;
+    load.device = opt.device;
+    StableDiffusionModel model;
+    double load_s = seconds([&] { model = load_stable_diffusion(load); });
+    int64_t weight_bytes = 0;
+    for (auto* m : {static_cast<torch::nn::Module*>(model.unet.get()), static_cast<torch::nn::Module*>(model.text_encoder.get()),
+                    static_cast<torch::nn::Module*>(model.vae.get())})
+        for (const auto& p : m->parameters()) weight_bytes += p.numel() * static_cast<int64_t>(p.element_size());
+    report["load"] = {{"seconds", load_s}, {"weight_bytes", weight_bytes}};
+    spdlog::info("loaded the {} model in {:.2f} s ({:.2f} GB of weights)", preset, load_s, weight_bytes / 1e9);
+
+    c10::InferenceMode im;
+    std::vector<double> enc_times;
+    EncodedPrompts prompts;
+    for (int i = 0; i < std::max(1, opt.repeats); ++i)
+        enc_times.push_back(seconds([&] {
+            prompts = encode_prompts(*model.tokenizer, *model.text_encoder, "a photo of a fox in the snow, detailed",
+                                     "blurry, low quality", LongPromptMode::Truncate);
+        }));
+    report["text_encode"] = stats(enc_times);
+
+    const int factor = model.vae->config().downscale_factor();
+    const int size = opt.quick ? 64 : opt.size;
+    StepBench bench{model, prompts,
+                    draw_initial_noise(1, 0, {1, model.unet->config().in_channels, size / factor, size / factor})
+                        .to(model.device, model.dtype),
+                    at::scalar_tensor(int64_t{500}, at::kLong).to(model.device)};
+
+    json cases = json::array();
+    auto add_case = [&](const std::string& name, int rank, int k, json timing) {
+        timing["case"] = name;
+        timing["rank"] = rank;
+        timing["k"] = k;
+        spdlog::info("{:<14} rank {:>3} k {}: median {:.3f} s, min {:.3f} s", name, rank, k,
+                     timing["median_s"].get<double>(), timing["min_s"].get<double>());
+        cases.push_back(timing);
+    };
+
+    {
+        sampling::LoraComposer none(model, nullptr, {});
+        add_case("none", 0, 0, time_steps(bench, none, opt.repeats));
+    }
+    for (int rank : opt.ranks) {
+        std::vector<lora::LoraSpec> specs;
+        for (int i = 0; i < lora_count; ++i)
+            specs.push_back({(fs::path(dir) / ("bench-r" + std::to_string(rank) + "-" + std::to_string(i) + ".safetensors")).string(), 1.0});
+        auto with = [&](int k, sampling::CompositionSettings s, const std::string& name, int repeats, bool warmup) {
+            std::vector<lora::LoraSpec> first(specs.begin(), specs.begin() + k);
+            lora::AdapterSet adapters(*model.unet, *model.text_encoder, model.unet->config().to_json(), first, 0.8,
+                                      model.dtype, model.device);
+            sampling::LoraComposer composer(model, &adapters, s);
+            GenerationRequest req;
+            composer.encode(req);  // sets the text encoder and (Merge) fuses the UNet, as a run does once
+            add_case(name, rank, k, time_steps(bench, composer, repeats, warmup));
+        };
+        for (int k : opt.merge_k) {
+            sampling::CompositionSettings s;
+            s.method = sampling::CompositionMethod::Merge;
+            with(k, s, "merge", opt.repeats, true);
+        }
+        {
+            // Two full switch periods, no warm-up: every switch (re-fuse) is inside the timed steps.
+            sampling::CompositionSettings s;
+            s.method = sampling::CompositionMethod::Switch;
+            s.switch_interval = opt.switch_interval;
+            with(opt.switch_k, s, "switch", 2 * opt.switch_interval, false);
+        }
+        for (int k : opt.composite_k) {
+            sampling::CompositionSettings s;
+            s.method = sampling::CompositionMethod::Composite;
+            with(k, s, "composite", opt.repeats, true);
+        }
+    }
+    report["unet_steps"] = cases;
+
+    std::vector<double> dec_times;
+    for (int i = 0; i < std::max(1, opt.repeats); ++i)
+        dec_times.push_back(seconds([&] {
+            at::Tensor img = model.vae->decode(bench.latents / model.vae->config().scaling_factor);
+            if (model.device.is_cuda()) torch::cuda::synchronize();
+        }));
+    report["vae_decode"] = stats(dec_times);
+
+    json peaks = measure_peaks(at::kFloat, model.device, opt.quick);
+    if (model.dtype != at::kFloat) peaks["model_dtype"] = measure_peaks(model.dtype, model.device, opt.quick);
+    report["peaks"] = peaks;
+    const double peak = model.dtype == at::kFloat ? peaks["gemm"]["gflops"].get<double>()
+                                                  : peaks["model_dtype"]["gemm"]["gflops"].get<double>();
+
+    // Achieved rates and ratios against the no-LoRA step.
+    double none_mean = 0;
+    for (auto& c : report["unet_steps"]) {
+        double gflops = c["flops"].get<double>() / c["median_s"].get<double>() / 1e9;
+        c["gflops"] = gflops;
+        c["fraction_of_gemm_peak"] = gflops / peak;
+        if (c["case"] == "none") none_mean = c["median_s"].get<double>();
+    }
+    json ratios = json::array();
+    for (const auto& c : report["unet_steps"]) {
+        if (c["case"] == "none") continue;
+        const int k = c["k"].get<int>();
+        // Switch's figure is its mean over two periods (switch steps included); the others use the median.
+        const double t = c["case"] == "switch" ? c["mean_s"].get<double>() : c["median_s"].get<double>();
+        const double denom = c["case"] == "composite" ? k * none_mean : none_mean;
+        ratios.push_back({{"case", c["case"]}, {"rank", c["rank"]}, {"k", k},
+                          {"ratio", t / denom},
+                          {"against", c["case"] == "composite" ? "k x none" : "none"}});
+    }
+    report["ratios"] = ratios;
+    report["peak_rss_bytes"] = peak_rss_bytes();
+    report["rss_over_weights"] = static_cast<double>(peak_rss_bytes()) / static_cast<double>(weight_bytes);
+    report["machine"] = runtime_info();
+    report["machine"]["threads"] = threads;
+    return report;
+}
+
+std::string benchmark_markdown(const json& r) {
+    std::ostringstream o;
+    const auto& m = r["machine"];
+    o << "Machine: " << m.value("cpu", "?") << ", " << m.value("threads", 0) << " threads, libtorch "
+      << m.value("libtorch", "?") << ", BLAS " << m.value("blas_library", "?") << "\n\n";
+    o << "Size " << r["options"]["size"] << ", dtype " << r["options"]["dtype"].get<std::string>() << ", device "
+      << r["options"]["device"].get<std::string>() << (r["options"]["quick"].get<bool>() ? " (quick: tiny model)" : "")
+      << ". Load " << r["load"]["seconds"].get<double>() << " s; peak RSS "
+      << r["peak_rss_bytes"].get<int64_t>() / 1e9 << " GB (" << r["rss_over_weights"].get<double>()
+      << " x weights); text encode " << r["text_encode"]["median_s"].get<double>() << " s; VAE decode "
+      << r["vae_decode"]["median_s"].get<double>() << " s.\n\n";
+    o << "Measured peaks: GEMM " << r["peaks"]["gemm"]["gflops"].get<double>() << " GFLOP/s, conv3x3 "
+      << r["peaks"]["conv3x3"]["gflops"].get<double>() << " GFLOP/s (fp32).\n\n";
+    o << "| UNet step (batch 2 per LoRA) | rank | k | median s | min s | GFLOP/step | GFLOP/s | of GEMM peak |\n";
+    o << "| --- | --- | --- | --- | --- | --- | --- | --- |\n";
+    char buf[256];
+    for (const auto& c : r["unet_steps"]) {
+        std::snprintf(buf, sizeof buf, "| %s | %d | %d | %.3f | %.3f | %.1f | %.1f | %.0f%% |\n",
+                      c["case"].get<std::string>().c_str(), c["rank"].get<int>(), c["k"].get<int>(),
+                      c["median_s"].get<double>(), c["min_s"].get<double>(), c["flops"].get<double>() / 1e9,
+                      c["gflops"].get<double>(), 100 * c["fraction_of_gemm_peak"].get<double>());
+        o << buf;
+    }
+    o << "\n| ratio | rank | k | value |\n| --- | --- | --- | --- |\n";
+    for (const auto& q : r["ratios"]) {
+        std::snprintf(buf, sizeof buf, "| %s / %s | %d | %d | %.3f |\n", q["case"].get<std::string>().c_str(),
+                      q["against"].get<std::string>().c_str(), q["rank"].get<int>(), q["k"].get<int>(),
+                      q["ratio"].get<double>());
+        o << buf;
+    }
+    return o.str();
+}
+
+}  // namespace multilora::pipeline
