@@ -139,7 +139,7 @@ json run_benchmark(const BenchOptions& opt) {
     }
 
     json report;
-    report["options"] = {{"size", opt.size},   {"dtype", opt.dtype},     {"device", opt.device},
+    report["options"] = {{"size", opt.quick ? 64 : opt.size},   {"dtype", opt.dtype},     {"device", opt.device},
                          {"quick", opt.quick}, {"repeats", opt.repeats}, {"ranks", opt.ranks},
                          {"merge_k", opt.merge_k}, {"composite_k", opt.composite_k}, {"switch_k", opt.switch_k},
                          {"switch_interval", opt.switch_interval}, {"model", model_path}};
