@@ -124,6 +124,13 @@ TEST(LayerAdapters, FusedAndLowRankAgreeWithFormula) {
         EXPECT_TRUE(torch::allclose(y[3], at::linear(x[3], w, bias), 1e-6, 1e-6));
     }
     lora::set_row_policy(lora::RowPolicy::Auto);
+    // Whole-batch mode decides at the first forward; both decisions give the fused layer's output:
+    // amortized over many forwards it fuses, over one forward with 4 rows the low-rank terms are cheaper.
+    for (int64_t amortize : {int64_t{1000}, int64_t{1}}) {
+        ad.set_fused({0, 1}, amortize);
+        at::Tensor few = torch::randn({4, 5});
+        EXPECT_TRUE(torch::allclose(ad.linear(few, bias), at::linear(few, expect, bias), 1e-5, 1e-5)) << amortize;
+    }
     // Conv: a 3x3 LoCon down followed by a 1x1 up equals the fused 3x3 kernel.
     at::Tensor cw = torch::randn({4, 3, 3, 3});
     lora::LayerAdapters conv(cw, true, 1, 1);

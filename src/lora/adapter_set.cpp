@@ -244,8 +244,8 @@ void AdapterSet::activate_text(const std::vector<int>& slots) {
     for (auto& l : text_layers_) l->set_fused(slots);
 }
 
-void AdapterSet::activate_unet(const std::vector<int>& slots) {
-    for (auto& l : unet_layers_) l->set_fused(slots);
+void AdapterSet::activate_unet(const std::vector<int>& slots, int64_t amortize_steps) {
+    for (auto& l : unet_layers_) l->set_fused(slots, amortize_steps);
 }
 
 void AdapterSet::activate_unet_rows(const std::vector<std::vector<int>>& row_slots) {

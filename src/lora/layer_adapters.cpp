@@ -54,7 +54,7 @@ at::Tensor LayerAdapters::fused_weight(const std::vector<int>& slots) const {
     return w.view(base_.sizes()).to(base_.scalar_type());
 }
 
-void LayerAdapters::set_fused(const std::vector<int>& slots) {
+void LayerAdapters::set_fused(const std::vector<int>& slots, int64_t amortize_steps) {
     std::vector<int> mine;
     for (int s : slots)
         if (has_slot(s)) mine.push_back(s);
@@ -63,11 +63,23 @@ void LayerAdapters::set_fused(const std::vector<int>& slots) {
         clear();
         return;
     }
-    if (mode_ != Mode::Fused || mine != fused_slots_) {
-        fused_ = fused_weight(mine);
-        fused_slots_ = mine;
-    }
+    if (mode_ == Mode::Fused && mine == fused_slots_ && amortize_steps == amortize_steps_) return;
     mode_ = Mode::Fused;
+    fused_slots_ = mine;
+    amortize_steps_ = std::max<int64_t>(1, amortize_steps);
+    fused_ = at::Tensor();
+    decision_ = -1;
+    fused_group_ = RowGroup{};
+    for (const auto& d : deltas_)
+        if (std::find(mine.begin(), mine.end(), d.slot) != mine.end()) fused_group_.deltas.push_back(&d);
+}
+
+bool LayerAdapters::fused_ready(int64_t rows) const {
+    if (decision_ < 0) {
+        decision_ = plan_group(fused_group_, rows, amortize_steps_) ? 1 : 0;
+        if (decision_ == 1) fused_ = fused_weight(fused_slots_);
+    }
+    return decision_ == 1;
 }
 
 void LayerAdapters::set_row_slots(const std::vector<std::vector<int>>& row_slots) {
@@ -94,6 +106,8 @@ void LayerAdapters::clear() {
     mode_ = Mode::Base;
     fused_ = at::Tensor();
     fused_slots_.clear();
+    decision_ = -1;
+    fused_group_ = RowGroup{};
     groups_.clear();
 }
 
@@ -104,7 +118,7 @@ void LayerAdapters::clear() {
 // High-resolution layers (thousands of rows) therefore fuse, and the narrow low-resolution ones, where a
 // weight is larger than the activations, stay low-rank. At 4096 rows a rank-128 LoRA on a 320x320
 // projection costs ~80% of the projection unfused, ~1.5% fused.
-bool LayerAdapters::plan_group(const RowGroup& g, int64_t rows) const {
+bool LayerAdapters::plan_group(const RowGroup& g, int64_t rows, int64_t amortize_steps) const {
     RowPolicy p = g_policy;
     if (p == RowPolicy::Fused) return true;
     if (p == RowPolicy::LowRank) return false;
@@ -114,7 +128,7 @@ bool LayerAdapters::plan_group(const RowGroup& g, int64_t rows) const {
         low += static_cast<double>(rows) * r * static_cast<double>(in_features_ + out_features_);
         fuse += r * static_cast<double>(in_features_) * static_cast<double>(out_features_);
     }
-    return fuse < low;
+    return fuse / static_cast<double>(amortize_steps) < low;
 }
 
 at::Tensor LayerAdapters::low_rank(const at::Tensor& x, const LayerDelta& d) const {
@@ -123,7 +137,12 @@ at::Tensor LayerAdapters::low_rank(const at::Tensor& x, const LayerDelta& d) con
 }
 
 at::Tensor LayerAdapters::linear(const at::Tensor& x, const at::Tensor& bias) const {
-    if (mode_ == Mode::Fused) return at::linear(x, fused_, bias);
+    if (mode_ == Mode::Fused) {
+        if (fused_ready(x.numel() / in_features_)) return at::linear(x, fused_, bias);
+        at::Tensor y = at::linear(x, base_, bias);
+        for (const LayerDelta* d : fused_group_.deltas) y.add_(low_rank(x, *d), d->scale);
+        return y;
+    }
     const int64_t rows_per_batch_row = x.numel() / std::max<int64_t>(1, x.size(0) * in_features_);
     std::vector<bool> fuse(groups_.size());
     bool any_fused = false;
@@ -163,7 +182,14 @@ at::Tensor LayerAdapters::linear(const at::Tensor& x, const at::Tensor& bias) co
 
 at::Tensor LayerAdapters::conv(const at::Tensor& x, const at::Tensor& bias) const {
     const std::vector<int64_t> st{stride_, stride_}, pad{padding_, padding_};
-    if (mode_ == Mode::Fused) return at::conv2d(x, fused_, bias, st, pad);
+    if (mode_ == Mode::Fused) {
+        const int64_t out_pixels = x.size(0) * ((x.size(2) + 2 * padding_ - base_.size(2)) / stride_ + 1) *
+                                   ((x.size(3) + 2 * padding_ - base_.size(3)) / stride_ + 1);
+        if (fused_ready(out_pixels)) return at::conv2d(x, fused_, bias, st, pad);
+        at::Tensor y = at::conv2d(x, base_, bias, st, pad);
+        for (const LayerDelta* d : fused_group_.deltas) y.add_(low_rank(x, *d), d->scale);
+        return y;
+    }
     const int64_t pixels = x.size(2) * x.size(3);
     std::vector<bool> fuse(groups_.size());
     bool any_fused = false;

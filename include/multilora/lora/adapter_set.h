@@ -81,8 +81,9 @@ public:
 
     // Text encoder: fuse the given slots (empty: base weights).
     void activate_text(const std::vector<int>& slots);
-    // UNet, whole batch: fuse the given slots (empty: base weights).
-    void activate_unet(const std::vector<int>& slots);
+    // UNet, whole batch: the given slots (empty: base weights), for about `amortize_steps` forwards (each
+    // layer fuses them into its weight when that pays off over those forwards; see LayerAdapters::set_fused).
+    void activate_unet(const std::vector<int>& slots, int64_t amortize_steps = int64_t{1} << 30);
     // UNet, per batch row: row_slots[b] lists the slots active for row b.
     void activate_unet_rows(const std::vector<std::vector<int>>& row_slots);
     // Back to base weights everywhere.

@@ -35,8 +35,12 @@ public:
     const std::vector<LayerDelta>& deltas() const { return deltas_; }
     bool has_slot(int slot) const;
 
-    // Fused mode for the listed slots; when none of them targets this layer the base weight is used.
-    void set_fused(const std::vector<int>& slots);
+    // Whole-batch mode for the listed slots (when none of them targets this layer the base weight is used).
+    // The choice between a fused weight and base + low-rank terms is made at the first forward, when the row
+    // count is known: building the fused weight is worth it when its cost, spread over the `amortize_steps`
+    // forwards it will serve, is below the low-rank terms' cost per forward (Merge: the whole run; Switch:
+    // one switch interval).
+    void set_fused(const std::vector<int>& slots, int64_t amortize_steps = int64_t{1} << 30);
     // Per-row mode: row_slots[b] lists the slots active for batch row b.
     void set_row_slots(const std::vector<std::vector<int>>& row_slots);
     void clear();
@@ -58,7 +62,9 @@ private:
         std::vector<const LayerDelta*> deltas;  // this layer's deltas active for these rows
     };
     // True when building a fused weight for `rows` input rows costs fewer FLOPs than the low-rank path.
-    bool plan_group(const RowGroup& g, int64_t rows) const;
+    bool plan_group(const RowGroup& g, int64_t rows, int64_t amortize_steps = 1) const;
+    // Fused mode: decides (once) and builds the fused weight if it pays; true when fused.
+    bool fused_ready(int64_t rows) const;
     at::Tensor low_rank(const at::Tensor& x, const LayerDelta& d) const;
 
     at::Tensor base_;
@@ -67,8 +73,11 @@ private:
     int64_t in_features_, out_features_;  // conv: in·kh·kw and out
     std::vector<LayerDelta> deltas_;
     Mode mode_ = Mode::Base;
-    at::Tensor fused_;
+    mutable at::Tensor fused_;
     std::vector<int> fused_slots_;
+    int64_t amortize_steps_ = 1;
+    mutable int decision_ = -1;  // fused mode: -1 undecided, 0 low-rank, 1 fused
+    RowGroup fused_group_;        // fused mode: the active deltas, for the low-rank path
     std::vector<RowGroup> groups_;
 };
 

@@ -1,0 +1,46 @@
+// `multilora bench --quick`: a smoke test of the benchmark on the tiny model (no timing assertions).
+#include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
+
+#include "test_support.h"
+
+namespace fs = std::filesystem;
+using multilora::test::read_bytes;
+using multilora::test::run_multilora;
+
+TEST(BenchQuick, WritesAReportWithEveryCase) {
+    auto dir = multilora::test::make_temp_dir("bench");
+    auto r = run_multilora("bench --quick --threads 1 --work-dir " + (dir / "work").string() + " --json " +
+                           (dir / "b.json").string() + " --markdown " + (dir / "b.md").string());
+    ASSERT_EQ(r.exit_code, 0) << r.output;
+    auto j = nlohmann::json::parse(read_bytes(dir / "b.json"));
+    std::map<std::string, int> cases;
+    for (const auto& c : j["unet_steps"]) {
+        cases[c["case"].get<std::string>()]++;
+        EXPECT_GT(c["flops"].get<double>(), 0.0);
+        EXPECT_GT(c["median_s"].get<double>(), 0.0);
+    }
+    EXPECT_EQ(cases["none"], 1);
+    EXPECT_EQ(cases["merge"], 2);      // k = 1 and 5
+    EXPECT_EQ(cases["switch"], 1);
+    EXPECT_EQ(cases["composite"], 4);  // k = 2..5
+    // The FLOP count grows with the batch: Composite k runs k times the rows of one CFG step.
+    double none = 0, comp5 = 0;
+    for (const auto& c : j["unet_steps"]) {
+        if (c["case"] == "none") none = c["flops"].get<double>();
+        if (c["case"] == "composite" && c["k"] == 5) comp5 = c["flops"].get<double>();
+    }
+    EXPECT_NEAR(comp5 / none, 5.0, 0.01);
+    EXPECT_EQ(j["ratios"].size(), 7u);
+    EXPECT_GT(j["peaks"]["gemm"]["gflops"].get<double>(), 0.0);
+    EXPECT_TRUE(j["machine"]["allocator"]["tuned"].get<bool>());
+    std::string md = read_bytes(dir / "b.md");
+    EXPECT_NE(md.find("| composite | 4 | 5 |"), std::string::npos) << md;
+    EXPECT_NE(md.find("composite / k x none"), std::string::npos);
+}
+
+TEST(BenchQuick, RejectsBadLists) {
+    auto r = run_multilora("bench --quick --ranks 4,x");
+    EXPECT_EQ(r.exit_code, 2);
+    EXPECT_NE(r.output.find("'x' is not a non-negative integer"), std::string::npos) << r.output;
+}
