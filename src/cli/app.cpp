@@ -41,6 +41,7 @@ int run(int argc, char** argv) {
     reg(add_tokenize_command);
     reg(add_make_tiny_command);
     reg(add_inspect_command);
+    reg(add_evaluate_command);
     reg(add_bench_command);
     reg(add_make_random_model_command);
 

@@ -16,6 +16,7 @@ Command add_generate_command(CLI::App& app);
 Command add_tokenize_command(CLI::App& app);
 Command add_make_tiny_command(CLI::App& app);
 Command add_inspect_command(CLI::App& app);
+Command add_evaluate_command(CLI::App& app);
 Command add_bench_command(CLI::App& app);
 Command add_make_random_model_command(CLI::App& app);
 

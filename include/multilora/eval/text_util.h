@@ -1,0 +1,37 @@
+// Small text helpers of the evaluation code: base64, HTML escaping, secret redaction, number formatting.
+#pragma once
+
+#include <string>
+#include <string_view>
+
+namespace multilora::eval {
+
+// Standard base64 (RFC 4648, with '=' padding, no line breaks).
+std::string base64_encode(std::string_view bytes);
+
+// Escapes & < > " ' for HTML text and attribute values.
+std::string html_escape(std::string_view text);
+
+// Replaces every occurrence of `secret` in `text` with "[redacted]" (no-op for an empty secret).
+std::string redact(std::string text, std::string_view secret);
+
+// A percentage or score with a fixed number of decimals ("66.7"); "-" for NaN.
+std::string format_fixed(double value, int decimals);
+
+// Lower-cases ASCII letters.
+std::string ascii_lower(std::string_view text);
+
+// Joins with a separator.
+template <typename Container>
+std::string join(const Container& parts, std::string_view sep) {
+    std::string out;
+    bool first = true;
+    for (const auto& p : parts) {
+        if (!first) out += sep;
+        out += p;
+        first = false;
+    }
+    return out;
+}
+
+}  // namespace multilora::eval
