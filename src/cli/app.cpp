@@ -44,6 +44,7 @@ int run(int argc, char** argv) {
     reg(add_evaluate_command);
     reg(add_bench_command);
     reg(add_make_random_model_command);
+    reg(add_batch_command);
 
     try {
         app.parse(argc, argv);

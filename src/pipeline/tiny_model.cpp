@@ -199,6 +199,17 @@ TinyModelPaths make_tiny_model(const std::string& dir, uint64_t seed) {
     paths.loras.push_back(write_lora(
         loras / "tiny-peft.safetensors", *unet, *text_encoder, 4, std::nullopt, true,
         [&](const std::string& n, bool is_unet) { return is_unet ? contains(n, "attn1.") : text_attention(n); }, gen));
+    // The four LoRAs as a ComposLoRA-style testbed (one instance per category) for configs/tiny-smoke.json.
+    auto entry = [](const char* id, const char* name, std::vector<std::string> trigger) {
+        return nlohmann::ordered_json{{"id", id}, {"name", name}, {"trigger", trigger}, {"url", ""}};
+    };
+    nlohmann::ordered_json info;
+    info["character"] = {entry("tiny-character", "Tiny Character", {"tiny fox", "red fur"})};
+    info["clothing"] = {entry("tiny-peft", "Tiny Scarf (PEFT)", {"blue scarf"})};
+    info["style"] = {entry("tiny-style", "Tiny Watercolor Style", {"watercolor", "soft edges"})};
+    info["object"] = {entry("tiny-object", "Tiny Lantern", {"paper lantern"})};
+    paths.lora_info = (loras / "tiny_lora_info.json").string();
+    io::write_file_atomic(paths.lora_info, info.dump(4) + "\n");
     return paths;
 }
 

@@ -47,22 +47,33 @@ int switch_active_lora(int step, int k, int interval, SwitchSchedule schedule) {
 
 LoraComposer::LoraComposer(pipeline::StableDiffusionModel& model, lora::AdapterSet* adapters,
                            CompositionSettings settings)
-    : model_(model), adapters_(adapters), settings_(settings), k_(adapters ? adapters->count() : 0) {
+    : model_(model), adapters_(adapters), settings_(settings) {
+    const int count = adapters ? adapters->count() : 0;
+    if (settings_.slots.empty()) {
+        slots_.resize(count);
+        std::iota(slots_.begin(), slots_.end(), 0);
+    } else {
+        for (int s : settings_.slots)
+            if (s < 0 || s >= count)
+                throw RuntimeError("internal: LoRA slot " + std::to_string(s) + " is not attached (" +
+                                   std::to_string(count) + " LoRAs attached)");
+        slots_ = settings_.slots;
+    }
+    k_ = static_cast<int>(slots_.size());
     if (settings_.method != CompositionMethod::None && k_ == 0)
         throw UsageError("--method " + method_name(settings_.method) + " needs at least one --lora");
     if (settings_.switch_interval < 1) throw UsageError("--switch-interval must be at least 1");
 }
 
 pipeline::EncodedPrompts LoraComposer::encode(const pipeline::GenerationRequest& r) {
-    std::vector<int> all(k_);
-    std::iota(all.begin(), all.end(), 0);
+    const std::vector<int>& all = slots_;
     if (adapters_) {
         switch (settings_.method) {
             case CompositionMethod::None: adapters_->activate_text({}); break;
             case CompositionMethod::Merge:
             case CompositionMethod::Composite: adapters_->activate_text(all); break;
             // The reference encodes the prompt once, with only the first LoRA in the text encoder.
-            case CompositionMethod::Switch: adapters_->activate_text({0}); break;
+            case CompositionMethod::Switch: adapters_->activate_text({all.front()}); break;
         }
     }
     auto prompts = pipeline::encode_prompts(*model_.tokenizer, *model_.text_encoder, r.prompt, r.negative_prompt,
@@ -86,7 +97,7 @@ at::Tensor LoraComposer::predict(const pipeline::NoiseContext& ctx) {
             if (active != last_switch_lora_) {
                 // Re-fusing the newly active LoRA costs ~r/rows of one step per layer; the multistep solver's
                 // history is kept across the switch, as in the reference.
-                adapters_->activate_unet({active});
+                adapters_->activate_unet({slots_[active]});
                 last_switch_lora_ = active;
             }
             switch_trace_.push_back(active);
@@ -113,7 +124,7 @@ at::Tensor LoraComposer::predict(const pipeline::NoiseContext& ctx) {
         const int64_t count = std::min<int64_t>(loras_per_chunk, k_ - first);
         std::vector<std::vector<int>> rows;
         for (int64_t i = 0; i < count; ++i)
-            for (int64_t r = 0; r < per_lora; ++r) rows.push_back({static_cast<int>(first + i)});
+            for (int64_t r = 0; r < per_lora; ++r) rows.push_back({slots_[first + i]});
         adapters_->activate_unet_rows(rows);
         at::Tensor input = count == 1 ? lora_in : lora_in.repeat({count, 1, 1, 1});
         at::Tensor context = count == 1 ? lora_ctx : lora_ctx.repeat({count, 1, 1});

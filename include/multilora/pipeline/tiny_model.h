@@ -29,6 +29,9 @@ struct TinyModelPaths {
     //  tiny-object (rank 4, no alpha): UNet cross-attention and ff only;
     //  tiny-peft (PEFT names, rank 4): UNet self-attention + text-encoder attention.
     std::vector<std::string> loras;
+    // DIR/loras/tiny_lora_info.json: the four LoRAs as a ComposLoRA-style lora_info file
+    // ({category: [{id, name, trigger[], url}]}, ids = file stems) for `multilora batch`.
+    std::string lora_info;
 };
 
 // Writes both layouts with weights drawn from a CPU generator seeded with `seed`.

@@ -30,6 +30,9 @@ struct CompositionSettings {
     SwitchSchedule switch_schedule = SwitchSchedule::Paper;
     // Composite: most UNet batch rows per forward (0: all 2·k·n rows in one batch).
     int max_batch_rows = 0;
+    // The AdapterSet slots that form the composition, in composition order (the first is Switch's first
+    // LoRA). Empty: every slot, 0..count-1. Lets a batch attach all of its LoRAs once and compose subsets.
+    std::vector<int> slots;
 };
 
 // The LoRA active at 0-based step `step` for k LoRAs and interval τ.
@@ -53,6 +56,7 @@ private:
     pipeline::StableDiffusionModel& model_;
     lora::AdapterSet* adapters_;
     CompositionSettings settings_;
+    std::vector<int> slots_;  // the composition's slots (settings.slots, or 0..count-1)
     int k_ = 0;
     std::vector<int> switch_trace_;
     int last_switch_lora_ = -1;

@@ -1,0 +1,712 @@
+#include "multilora/pipeline/batch_runner.h"
+
+#include <signal.h>
+#include <sys/statvfs.h>
+#include <unistd.h>
+
+#include <torch/torch.h>
+
+#include <spdlog/spdlog.h>
+
+#include <chrono>
+#include <ctime>
+#include <filesystem>
+#include <memory>
+#include <set>
+
+#include "multilora/io/atomic_file.h"
+#include "multilora/io/png_writer.h"
+#include "multilora/io/sha256.h"
+#include "multilora/lora/adapter_set.h"
+#include "multilora/pipeline/batch_gallery.h"
+#include "multilora/pipeline/batch_sheet.h"
+#include "multilora/pipeline/file_hashes.h"
+#include "multilora/pipeline/generation.h"
+#include "multilora/pipeline/image_outputs.h"
+#include "multilora/pipeline/model_loader.h"
+#include "multilora/pipeline/runtime.h"
+#include "multilora/sampling/lora_composition.h"
+#include "multilora/sampling/scheduler.h"
+#include "multilora/util/error.h"
+#include "multilora/util/version.h"
+
+namespace fs = std::filesystem;
+
+namespace multilora::pipeline {
+namespace {
+
+using ojson = nlohmann::ordered_json;
+
+std::string iso_time_now() {
+    std::time_t t = std::time(nullptr);
+    char buf[32];
+    std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", std::gmtime(&t));
+    return buf;
+}
+
+double seconds_since(std::chrono::steady_clock::time_point t0) {
+    return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+}
+
+std::string host_name() {
+    char buf[256] = {0};
+    if (::gethostname(buf, sizeof buf - 1) != 0) return "unknown";
+    return buf;
+}
+
+std::string join(const std::vector<std::string>& v, const std::string& sep) {
+    std::string out;
+    for (size_t i = 0; i < v.size(); ++i) out += (i ? sep : "") + v[i];
+    return out;
+}
+
+// ---- test hook: MULTILORA_TEST_CRASH=POINT:N[:STEP] ----
+struct CrashPlan {
+    bool active = false;
+    std::string point;
+    int after = -1;
+    int step = -1;
+};
+
+const CrashPlan& crash_plan() {
+    static const CrashPlan plan = [] {
+        CrashPlan p;
+        const char* v = std::getenv("MULTILORA_TEST_CRASH");
+        if (!v || !*v) return p;
+        std::string s(v);
+        auto a = s.find(':');
+        if (a == std::string::npos) return p;
+        p.point = s.substr(0, a);
+        auto b = s.find(':', a + 1);
+        try {
+            p.after = std::stoi(s.substr(a + 1, b == std::string::npos ? std::string::npos : b - a - 1));
+            if (b != std::string::npos) p.step = std::stoi(s.substr(b + 1));
+        } catch (const std::exception&) {
+            return CrashPlan{};
+        }
+        p.active = true;
+        return p;
+    }();
+    return plan;
+}
+
+bool crash_due(const char* point, int finished, int step = -1) {
+    const CrashPlan& c = crash_plan();
+    if (!c.active || c.point != point || c.after != finished) return false;
+    if (c.step >= 0 && c.step != step) return false;
+    return true;
+}
+
+[[noreturn]] void crash_now() {
+    std::fflush(nullptr);
+    ::kill(::getpid(), SIGKILL);
+    ::_exit(137);
+}
+
+void maybe_crash(const char* point, int finished, int step = -1) {
+    if (crash_due(point, finished, step)) crash_now();
+}
+
+// One CPU generator per (k, seed), consumed in set order: draw i is set i's initial noise.
+class NoiseStream {
+public:
+    NoiseStream(uint64_t seed, std::vector<int64_t> shape)
+        : seed_(seed), shape_(std::move(shape)), gen_(at::detail::createCPUGenerator(seed)) {}
+    at::Tensor get(int64_t index) {
+        if (index < next_) {
+            gen_ = at::detail::createCPUGenerator(seed_);
+            next_ = 0;
+        }
+        at::Tensor t;
+        while (next_ <= index) {
+            t = at::randn(shape_, gen_, at::TensorOptions().dtype(at::kFloat));
+            ++next_;
+        }
+        return t;
+    }
+
+private:
+    uint64_t seed_;
+    std::vector<int64_t> shape_;
+    at::Generator gen_;
+    int64_t next_ = 0;
+};
+
+nlohmann::json hashed_files(const std::vector<std::string>& paths) {
+    nlohmann::json out = nlohmann::json::array();
+    for (const auto& p : paths) out.push_back({{"path", p}, {"sha256", file_sha256(p)}});
+    return out;
+}
+
+std::string model_display_name(const std::string& path) {
+    fs::path p = fs::path(path).lexically_normal();
+    if (p.filename().empty()) p = p.parent_path();
+    return p.extension() == ".safetensors" ? p.stem().string() : p.filename().string();
+}
+
+std::string batch_log_path(const BatchConfig& c) { return (fs::path(c.out) / "batch.jsonl").string(); }
+
+std::vector<const PlanSet*> shard_sets(const BatchPlan& plan, const Shard& shard) {
+    std::vector<const PlanSet*> out;
+    for (const auto& s : plan.sets)
+        if (shard.contains(s)) out.push_back(&s);
+    return out;
+}
+
+bool outputs_exist(const PlanImage& im) {
+    std::error_code ec;
+    return fs::is_regular_file(im.png_path, ec) && fs::is_regular_file(im.manifest_path, ec);
+}
+
+void write_sheet(const BatchConfig& c, const BatchPlan& plan, const PlanSet& s) {
+    SheetSpec spec;
+    spec.title = c.style + " | k=" + std::to_string(s.k) + " | set #" + std::to_string(s.set_index) + ": " +
+                 join(s.lora_ids, " + ");
+    spec.columns = static_cast<int>(c.methods.size());
+    for (size_t i : s.images) {
+        const PlanImage& im = plan.images[i];
+        SheetCell cell;
+        cell.png_path = im.png_path;
+        cell.heading = (im.method == "none" ? std::string("none (no LoRA)") : im.method) +
+                       (c.seeds.size() > 1 ? "  seed " + std::to_string(im.seed) : "");
+        for (const LoraEntry* e : s.loras) cell.lines.push_back(e->name);
+        spec.cells.push_back(std::move(cell));
+    }
+    io::write_file_atomic(s.sheet_path, render_sheet(spec));
+}
+
+void write_gallery(const BatchConfig& c, const BatchPlan& plan) {
+    const std::string plan_path = gallery_plan_path(c);
+    io::ensure_writable_dir(fs::path(plan_path).parent_path().string());
+    const std::string plan_text = gallery_plan(c, plan).dump(1) + "\n";
+    std::error_code ec;
+    bool same = false;
+    if (fs::is_regular_file(plan_path, ec)) {
+        try {
+            same = io::read_file(plan_path) == plan_text;
+        } catch (const std::exception&) {
+        }
+    }
+    if (!same) io::write_file_atomic(plan_path, plan_text);
+    io::write_file_atomic((fs::path(c.out) / "index.html").string(), render_gallery(c.out));
+}
+
+// Inside a run the gallery is a convenience: a failure to refresh it is reported, not fatal (a full disk
+// stops the batch at the next image anyway).
+void refresh_gallery(const BatchConfig& c, const BatchPlan& plan) {
+    try {
+        write_gallery(c, plan);
+    } catch (const std::exception& e) {
+        spdlog::warn("gallery not updated: {}", e.what());
+    }
+}
+
+std::string stale_message(const BatchConfig& c, const BatchPlan& plan, const Survey& sv) {
+    std::string msg = std::to_string(sv.stale) + " finished image(s) in '" + c.out + "' were made with other settings than '" +
+                      c.config_path + "':";
+    int shown = 0;
+    for (size_t i : sv.images) {
+        const ImageCheck& ch = sv.checks.at(i);
+        if (ch.state != ImageState::Stale) continue;
+        if (shown == 5) {
+            msg += "\n  ... and " + std::to_string(sv.stale - shown) + " more";
+            break;
+        }
+        std::vector<std::string> diffs(ch.differences.begin(), ch.differences.begin() + std::min<size_t>(4, ch.differences.size()));
+        msg += "\n  " + plan.images[i].rel_manifest + ": " + join(diffs, "; ") + (ch.differences.size() > 4 ? "; ..." : "");
+        ++shown;
+    }
+    msg += "\nPass --overwrite to regenerate them with this config, or point \"out\" at another folder.";
+    return msg;
+}
+
+// Finished images whose batch.jsonl line was lost (killed between the manifest and the log) get one now.
+void reconcile_log(const BatchConfig& c, const BatchPlan& plan, const Survey& sv, const Shard& shard) {
+    const std::string path = batch_log_path(c);
+    std::set<std::string> logged;
+    std::error_code ec;
+    if (fs::is_regular_file(path, ec)) {
+        std::string text = io::read_file(path);
+        size_t start = 0;
+        while (start < text.size()) {
+            size_t end = text.find('\n', start);
+            std::string line = text.substr(start, end == std::string::npos ? std::string::npos : end - start);
+            start = end == std::string::npos ? text.size() : end + 1;
+            try {
+                auto j = nlohmann::json::parse(line);
+                logged.insert(j.value("png", "") + " " + j.value("png_sha256", ""));
+            } catch (const std::exception&) {
+            }
+        }
+    }
+    int added = 0;
+    for (size_t i : sv.images) {
+        const ImageCheck& ch = sv.checks.at(i);
+        if (ch.state != ImageState::Finished) continue;
+        const PlanImage& im = plan.images[i];
+        if (logged.count(im.rel_png + " " + ch.png_sha256)) continue;
+        ojson line;
+        line["time"] = iso_time_now();
+        line["style"] = c.style;
+        line["k"] = im.k;
+        line["set_index"] = im.set_index;
+        line["method"] = im.method;
+        line["seed"] = im.seed;
+        line["lora_ids"] = im.lora_ids;
+        line["png"] = im.rel_png;
+        line["manifest"] = im.rel_manifest;
+        line["png_sha256"] = ch.png_sha256;
+        line["recovered"] = true;
+        line["shard"] = shard.str();
+        io::append_line_durable(path, line.dump());
+        ++added;
+    }
+    if (added) spdlog::info("added {} missing line(s) to {} for images finished by an interrupted run", added, path);
+}
+
+void warn_if_low_on_space(const BatchConfig& c, size_t images) {
+    struct statvfs st {};
+    if (::statvfs(c.out.c_str(), &st) != 0) return;
+    const double free_bytes = double(st.f_bavail) * double(st.f_frsize);
+    const double need = double(images) * (double(c.width) * c.height * 3 + 64 * 1024);
+    if (free_bytes < need)
+        spdlog::warn("only {:.0f} MiB free in '{}'; the {} remaining image(s) may need up to {:.0f} MiB", free_bytes / 1048576,
+                     c.out, images, need / 1048576);
+}
+
+}  // namespace
+
+int unet_rows(const std::string& method, int k, double guidance_scale) {
+    const int per = guidance_scale > 1.0 ? 2 : 1;
+    return method == "composite" ? per * std::max(1, k) : per;
+}
+
+double StepCost::image_seconds(const BatchConfig& c, const PlanImage& im) const {
+    const int rows = unet_rows(im.method, im.k, c.guidance_scale);
+    double per_step = -1;
+    auto it = step_s.find({im.method, im.k});
+    if (it != step_s.end()) per_step = it->second;
+    else if (row_step_s > 0) per_step = row_step_s * rows;
+    if (per_step < 0) return -1;
+    return per_step * c.steps + overhead_s;
+}
+
+void StepCost::observe(const std::string& method, int k, int rows, double mean_step_s, double overhead) {
+    if (!(mean_step_s > 0) || rows < 1) return;
+    // Running means: per (method, k), and per UNet row over everything seen.
+    auto key = std::make_pair(method, k);
+    const double n_key = static_cast<double>(key_counts_[key]);
+    step_s[key] = (step_s.count(key) ? step_s[key] * n_key : 0.0) / (n_key + 1) + mean_step_s / (n_key + 1);
+    key_counts_[key] += 1;
+    step_sum_ += mean_step_s;
+    rows_sum_ += rows;
+    row_step_s = step_sum_ / rows_sum_;
+    overhead_s = (overhead_s * samples + std::max(0.0, overhead)) / (samples + 1);
+    ++samples;
+}
+
+StepCost cost_from_log(const BatchConfig& c) {
+    StepCost cost;
+    const std::string path = batch_log_path(c);
+    std::error_code ec;
+    if (!fs::is_regular_file(path, ec)) return cost;
+    std::string text;
+    try {
+        text = io::read_file(path);
+    } catch (const std::exception&) {
+        return cost;
+    }
+    size_t start = 0;
+    while (start < text.size()) {
+        size_t end = text.find('\n', start);
+        std::string line = text.substr(start, end == std::string::npos ? std::string::npos : end - start);
+        start = end == std::string::npos ? text.size() : end + 1;
+        try {
+            auto j = nlohmann::json::parse(line);
+            if (!j.contains("step_s") || j.value("style", "") != c.style || j.value("width", 0) != c.width ||
+                j.value("height", 0) != c.height || j.value("dtype", "") != c.dtype || j.value("device", "") != c.device)
+                continue;
+            cost.observe(j.value("method", ""), j.value("k", 0), j.value("rows", 0), j["step_s"].get<double>(),
+                         j.value("overhead_s", 0.0));
+        } catch (const std::exception&) {
+        }
+    }
+    if (cost.samples) cost.source = "measured on " + std::to_string(cost.samples) + " image(s) in " + path;
+    return cost;
+}
+
+StepCost measure_step_cost(const BatchConfig& c, int threads) {
+    StepCost cost;
+    configure_threads(threads);
+    LoadOptions lo{c.model, c.vae, c.dtype, c.device};
+    StableDiffusionModel model = load_stable_diffusion(lo);
+    GenerationRequest r;
+    r.prompt = c.prompt;
+    r.negative_prompt = c.negative_prompt;
+    r.steps = 3;
+    r.guidance_scale = c.guidance_scale;
+    r.width = c.width;
+    r.height = c.height;
+    r.scheduler = c.scheduler;
+    std::vector<double> secs;
+    auto level = spdlog::get_level();
+    spdlog::set_level(spdlog::level::err);
+    GenerationResult res;
+    try {
+        res = generate(model, r, [&](int, int, double s) { secs.push_back(s); });
+    } catch (...) {
+        spdlog::set_level(level);
+        throw;
+    }
+    spdlog::set_level(level);
+    // The first step pays for warm-up; the others are the steady cost.
+    double sum = 0;
+    for (size_t i = 1; i < secs.size(); ++i) sum += secs[i];
+    const double mean = secs.size() > 1 ? sum / double(secs.size() - 1) : secs.at(0);
+    cost.observe("none", 0, unet_rows("none", 1, c.guidance_scale), mean, res.encode_seconds + res.decode_seconds);
+    cost.source = "measured: " + std::to_string(secs.size()) + " plain steps at " + std::to_string(c.width) + "x" +
+                  std::to_string(c.height) + " (Composite scaled by its 2k UNet rows)";
+    return cost;
+}
+
+Survey survey(const BatchConfig& c, const BatchPlan& plan, const Shard& shard) {
+    Survey sv;
+    for (const PlanSet* s : shard_sets(plan, shard))
+        for (size_t i : s->images) {
+            sv.images.push_back(i);
+            ImageCheck ch = check_image(c, plan.images[i]);
+            if (ch.state == ImageState::Finished) ++sv.finished;
+            else if (ch.state == ImageState::Stale) ++sv.stale;
+            else ++sv.pending;
+            sv.checks.emplace(i, std::move(ch));
+        }
+    return sv;
+}
+
+int write_sheets_and_gallery(const BatchConfig& c, const BatchPlan& plan, const Shard& shard, bool rewrite) {
+    io::ensure_writable_dir(c.out);
+    int written = 0;
+    for (const PlanSet* s : shard_sets(plan, shard)) {
+        bool complete = true;
+        for (size_t i : s->images) complete = complete && outputs_exist(plan.images[i]);
+        if (!complete) continue;
+        std::error_code ec;
+        if (!rewrite && fs::is_regular_file(s->sheet_path, ec)) continue;
+        write_sheet(c, plan, *s);
+        ++written;
+    }
+    write_gallery(c, plan);
+    return written;
+}
+
+BatchReport run_batch(const BatchConfig& c, const BatchPlan& plan, const BatchOptions& opt, BatchObserver& observer) {
+    const auto t_start = std::chrono::steady_clock::now();
+    BatchReport report;
+    io::ensure_writable_dir(c.out);
+
+    // Leftovers of a killed run: temporary files beside this shard's outputs (other shards never write
+    // them); shared files' temporaries only when old enough not to be another shard's write in flight.
+    std::vector<std::string> finals;
+    for (const PlanSet* s : shard_sets(plan, opt.shard)) {
+        finals.push_back(s->sheet_path);
+        for (size_t i : s->images) {
+            finals.push_back(plan.images[i].png_path);
+            finals.push_back(plan.images[i].manifest_path);
+        }
+    }
+    std::vector<std::string> probe_dirs{c.out, (fs::path(c.out) / c.style).string()};
+    for (const PlanSet* s : shard_sets(plan, opt.shard))
+        if (probe_dirs.back() != s->dir) probe_dirs.push_back(s->dir);
+    const std::vector<std::string> shared{(fs::path(c.out) / "index.html").string(), gallery_plan_path(c)};
+    int removed = remove_leftover_temp_files(finals);
+    removed += remove_abandoned_temp_files(shared, probe_dirs, 600);
+    // A run killed just before this one may still be exiting: look again at the end.
+    struct FinalSweep {
+        const std::vector<std::string>& shared;
+        const std::vector<std::string>& dirs;
+        ~FinalSweep() {
+            try {
+                remove_abandoned_temp_files(shared, dirs, 600);
+            } catch (...) {
+            }
+        }
+    } final_sweep{shared, probe_dirs};
+    if (removed) spdlog::info("removed {} temporary file(s) left by an interrupted run", removed);
+
+    Survey sv = survey(c, plan, opt.shard);
+    if (sv.stale > 0 && !opt.overwrite) throw RuntimeError(stale_message(c, plan, sv));
+    std::vector<size_t> todo;
+    for (size_t i : sv.images)
+        if (sv.checks.at(i).state != ImageState::Finished) todo.push_back(i);
+    report.skipped = sv.finished;
+    if (sv.stale > 0) spdlog::info("--overwrite: regenerating {} image(s) made with other settings", sv.stale);
+
+    // The LoRAs the remaining work needs, in lora_info order (slot i = i-th of them).
+    std::set<std::string> needed;
+    for (size_t i : todo) needed.insert(plan.images[i].lora_ids.begin(), plan.images[i].lora_ids.end());
+    std::vector<std::string> ids;
+    for (const LoraEntry* e : c.lora_info.all())
+        if (needed.count(e->id)) ids.push_back(e->id);
+    if (!todo.empty()) {
+        auto missing = missing_input_files(c, ids);
+        if (!missing.empty())
+            throw RuntimeError("missing input file(s) for '" + c.config_path + "' (nothing was generated):\n  " +
+                               join(missing, "\n  ") +
+                               "\nscripts/download_composlora.sh fetches the ComposLoRA models and LoRAs.");
+    }
+    reconcile_log(c, plan, sv, opt.shard);
+
+    if (todo.empty()) {
+        spdlog::info("all {} image(s) of shard {} are finished; nothing to generate", sv.images.size(), opt.shard.str());
+        report.sheets = write_sheets_and_gallery(c, plan, opt.shard, false);
+        report.seconds = seconds_since(t_start);
+        return report;
+    }
+    refresh_gallery(c, plan);
+    warn_if_low_on_space(c, todo.size());
+
+    // The model and every LoRA are read once for the whole batch.
+    const int threads = configure_threads(opt.threads >= 0 ? opt.threads : c.threads);
+    auto t_load = std::chrono::steady_clock::now();
+    spdlog::info("loading {}", c.model);
+    StableDiffusionModel model = load_stable_diffusion(LoadOptions{c.model, c.vae, c.dtype, c.device});
+    std::vector<lora::LoraSpec> specs;
+    std::map<std::string, int> slot_of;
+    for (const auto& id : ids) {
+        slot_of[id] = static_cast<int>(specs.size());
+        specs.push_back({c.lora_file(id), 1.0});
+    }
+    std::unique_ptr<lora::AdapterSet> adapters;
+    if (!specs.empty())
+        adapters = std::make_unique<lora::AdapterSet>(*model.unet, *model.text_encoder, model.unet->config().to_json(),
+                                                      specs, c.lora_scale, model.dtype, model.device);
+    spdlog::info("loaded the model and {} LoRA(s) in {:.1f} s", specs.size(), seconds_since(t_load));
+
+    const nlohmann::json model_files = hashed_files(model.model_files);
+    const std::string model_hash = model_files.empty() ? std::string(64, '0') : model_files[0]["sha256"].get<std::string>();
+    const std::string model_name = model_display_name(c.model);
+    std::map<std::string, std::string> lora_sha;
+    for (const auto& id : ids) lora_sha[id] = file_sha256(c.lora_file(id));
+    auto scheduler = sampling::make_scheduler(c.scheduler, model.scheduler_config);
+    const nlohmann::json model_json = {
+        {"layout", model.layout},
+        {"files", model_files},
+        {"vae_files", hashed_files(model.vae_files)},
+        {"tokenizer", model.tokenizer_source},
+        {"unused_tensor_count", model.unused_tensors.size()},
+        {"unet_config", model.unet->config().to_json()},
+        {"vae_config", model.vae->config().to_json()},
+        {"text_encoder_config", model.text_encoder->config().to_json()},
+        {"scheduler_config", model.scheduler_config},
+        {"scheduler_class", scheduler->diffusers_class()},
+    };
+    const nlohmann::json runtime = runtime_info();
+    const int factor = model.vae->config().downscale_factor();
+    if (c.width % factor != 0 || c.height % factor != 0)
+        throw UsageError(c.config_path + ": width and height must be multiples of " + std::to_string(factor) + " for this VAE");
+    const std::vector<int64_t> shape{1, model.unet->config().in_channels, c.height / factor, c.width / factor};
+
+    StepCost cost = cost_from_log(c);
+    auto eta_of = [&](size_t from) {
+        double total = 0;
+        for (size_t j = from; j < todo.size(); ++j) {
+            double s = cost.image_seconds(c, plan.images[todo[j]]);
+            if (s < 0) return -1.0;
+            total += s;
+        }
+        return total;
+    };
+
+    std::set<size_t> todo_set(todo.begin(), todo.end());
+    std::vector<bool> done(plan.images.size(), false);
+    for (size_t i : sv.images) done[i] = sv.checks.at(i).state == ImageState::Finished;
+    std::map<std::pair<int, uint64_t>, NoiseStream> streams;
+    const std::string log_path = batch_log_path(c);
+    int index = 0, truncated = 0;
+    const std::string host = host_name();
+
+    try {
+        for (const PlanSet* s : shard_sets(plan, opt.shard)) {
+            bool generated_here = false;
+            bool any_todo = false;
+            for (size_t i : s->images) any_todo = any_todo || todo_set.count(i);
+            if (any_todo) io::ensure_writable_dir(s->dir);
+            for (size_t ii : s->images) {
+                if (!todo_set.count(ii)) continue;
+                const PlanImage& im = plan.images[ii];
+                observer.image_started(im, index, static_cast<int>(todo.size()), eta_of(index));
+                const auto t_img = std::chrono::steady_clock::now();
+
+                auto stream = streams.try_emplace({im.k, im.seed}, im.seed, shape).first;
+                GenerationRequest req;
+                req.prompt = im.prompt;
+                req.negative_prompt = c.negative_prompt;
+                req.steps = c.steps;
+                req.guidance_scale = c.guidance_scale;
+                req.seed = im.seed;
+                req.width = c.width;
+                req.height = c.height;
+                req.scheduler = c.scheduler;
+                req.long_prompt = c.long_prompt == "chunk" ? LongPromptMode::Chunk : LongPromptMode::Truncate;
+                req.initial_noise = stream->second.get(im.noise_draw);
+
+                sampling::CompositionSettings cs;
+                cs.method = sampling::parse_method(im.method);
+                cs.switch_interval = c.switch_interval;
+                cs.switch_schedule = sampling::parse_switch_schedule(c.switch_schedule);
+                cs.max_batch_rows = c.max_batch_rows;
+                lora::AdapterSet* active = nullptr;
+                if (cs.method != sampling::CompositionMethod::None) {
+                    active = adapters.get();
+                    for (const auto& id : im.lora_ids) cs.slots.push_back(slot_of.at(id));
+                }
+                sampling::LoraComposer composer(model, active, cs);
+
+                // CLIP truncation of long prompts is expected here (diffusers does the same); it is counted
+                // and recorded per manifest instead of warned about per image.
+                auto level = spdlog::get_level();
+                if (level < spdlog::level::err) spdlog::set_level(spdlog::level::err);
+                GenerationResult result;
+                try {
+                    result = generate(
+                        model, req,
+                        [&](int step, int total, double secs) {
+                            observer.step(step, total, secs);
+                            maybe_crash("mid-image", report.generated, step);
+                        },
+                        [&](const NoiseContext& ctx) { return composer.predict(ctx); },
+                        [&] { return composer.encode(req); });
+                } catch (...) {
+                    spdlog::set_level(level);
+                    if (adapters) adapters->clear();
+                    throw;
+                }
+                spdlog::set_level(level);
+                if (adapters) adapters->clear();
+                if (result.prompt_truncated) ++truncated;
+                const auto t_write = std::chrono::steady_clock::now();
+
+                // The manifest: reproducible (no clock times; those go to batch.jsonl).
+                nlohmann::json m;
+                m["tool"] = {{"name", "multilora"}, {"version", multilora::version()}, {"command", "batch"}};
+                m["settings"] = nlohmann::json::parse(expected_settings(c, im).dump());
+                nlohmann::json set_loras = nlohmann::json::array();
+                for (const LoraEntry* e : s->loras)
+                    set_loras.push_back({{"id", e->id}, {"name", e->name}, {"category", e->category},
+                                         {"trigger", e->trigger}, {"url", e->url}});
+                m["batch"] = {{"config", fs::path(c.config_path).filename().string()},
+                              {"style", c.style},
+                              {"k", im.k},
+                              {"set_index", im.set_index},
+                              {"lora_set", set_loras},
+                              {"noise", {{"seed", im.seed},
+                                         {"draw_index", im.noise_draw},
+                                         {"shape", shape},
+                                         {"rule", "one CPU generator per (style, k, seed), seeded with the seed and "
+                                                  "consumed in set order: set i starts from draw i"}}}};
+                m["execution"] = {{"device", c.device}, {"threads", threads}, {"max_batch_rows", c.max_batch_rows}};
+                m["model"] = model_json;
+                nlohmann::json loras = nlohmann::json::array();
+                if (active)
+                    for (const auto& id : im.lora_ids) {
+                        nlohmann::json j = adapters->summaries().at(slot_of.at(id)).to_json();
+                        j["id"] = id;
+                        j["sha256"] = lora_sha.at(id);
+                        loras.push_back(j);
+                    }
+                m["loras"] = loras;
+                m["composition"] = composer.record();
+                m["composition"]["lora_scale"] = active ? nlohmann::json(c.lora_scale) : nlohmann::json(nullptr);
+                m["prompt_truncated"] = result.prompt_truncated;
+                m["timesteps"] = result.timesteps;
+                m["runtime"] = runtime;
+
+                std::string params = a1111_parameters(req, im.seed, model_hash, model_name) +
+                                     ", Noise draw: " + std::to_string(im.noise_draw) + ", Composition: " + im.method +
+                                     ", LoRAs: " + join(im.lora_ids, "+");
+                const std::string png = io::encode_png(result.images.at(0).data(), result.width, result.height,
+                                                       {{"parameters", params}});
+                if (crash_due("mid-png", report.generated)) {
+                    io::AtomicFileWriter partial(im.png_path);
+                    partial.write(std::string_view(png).substr(0, png.size() / 2));
+                    crash_now();
+                }
+                io::write_file_atomic(im.png_path, png);
+                maybe_crash("before-manifest", report.generated);
+                const std::string sha = io::sha256_hex(png);
+                m["outputs"] = nlohmann::json::array({{{"kind", "png"}, {"path", im.stem + ".png"}, {"sha256", sha}, {"index", 0}}});
+                try {
+                    io::write_file_atomic(im.manifest_path, m.dump(2) + "\n");
+                } catch (...) {
+                    // Without its manifest the PNG is not a finished image; do not leave it looking like one.
+                    std::remove(im.png_path.c_str());
+                    throw;
+                }
+
+                double step_sum = 0;
+                for (double x : result.step_seconds) step_sum += x;
+                const double mean_step = result.step_seconds.empty() ? 0 : step_sum / result.step_seconds.size();
+                const double seconds = seconds_since(t_img);
+                const double overhead = result.encode_seconds + result.decode_seconds + seconds_since(t_write);
+                const int rows = unet_rows(im.method, im.k, c.guidance_scale);
+                ojson line;
+                line["time"] = iso_time_now();
+                line["style"] = c.style;
+                line["k"] = im.k;
+                line["set_index"] = im.set_index;
+                line["method"] = im.method;
+                line["seed"] = im.seed;
+                line["lora_ids"] = im.lora_ids;
+                line["png"] = im.rel_png;
+                line["manifest"] = im.rel_manifest;
+                line["png_sha256"] = sha;
+                line["seconds"] = seconds;
+                line["steps"] = c.steps;
+                line["step_s"] = mean_step;
+                line["rows"] = rows;
+                line["overhead_s"] = overhead;
+                line["width"] = c.width;
+                line["height"] = c.height;
+                line["dtype"] = c.dtype;
+                line["device"] = c.device;
+                line["threads"] = threads;
+                line["shard"] = opt.shard.str();
+                line["host"] = host;
+                line["pid"] = static_cast<long>(::getpid());
+                maybe_crash("before-log", report.generated);
+                io::append_line_durable(log_path, line.dump());
+
+                cost.observe(im.method, im.k, rows, mean_step, overhead);
+                done[ii] = true;
+                generated_here = true;
+                ++report.generated;
+                ++index;
+                observer.image_finished(im, index - 1, static_cast<int>(todo.size()), seconds, eta_of(index));
+                maybe_crash("after-image", report.generated);
+            }
+            bool complete = true;
+            for (size_t i : s->images) complete = complete && done[i];
+            std::error_code ec;
+            if (complete && (generated_here || !fs::is_regular_file(s->sheet_path, ec))) {
+                write_sheet(c, plan, *s);
+                ++report.sheets;
+            }
+            if (generated_here) refresh_gallery(c, plan);
+        }
+    } catch (const UsageError&) {
+        throw;
+    } catch (const std::exception& e) {
+        throw RuntimeError(std::string(e.what()) + "\nThe batch stopped. " + std::to_string(report.generated) +
+                           " image(s) finished by this run and " + std::to_string(report.skipped) +
+                           " finished before are kept; fix the problem and run the same command again to continue.");
+    }
+    refresh_gallery(c, plan);
+    if (truncated)
+        spdlog::info("{} prompt(s) were longer than CLIP's 77 tokens and were truncated, as diffusers does "
+                     "(long_prompt \"chunk\" keeps them whole)",
+                     truncated);
+    report.seconds = seconds_since(t_start);
+    return report;
+}
+
+}  // namespace multilora::pipeline
