@@ -14,5 +14,8 @@ for method in merge switch composite; do
   "$BIN" generate "${common[@]}" --name "demo-$method" --method "$method" \
     --lora models/loras/tiny-character.safetensors --lora models/loras/tiny-style.safetensors:0.8 >/dev/null
 done
+# The ComposLoRA-style batch over the tiny LoRAs (6 sets x 3 methods, comparison sheets and a gallery).
+"$BIN" batch configs/tiny-smoke.json >/dev/null
 echo "demo image: $(pwd)/out/demo.png (manifest: $(pwd)/out/demo.json)"
 echo "with two LoRAs: $(pwd)/out/demo-merge.png, $(pwd)/out/demo-switch.png, $(pwd)/out/demo-composite.png"
+echo "batch gallery: $(pwd)/out/tiny-smoke/index.html"

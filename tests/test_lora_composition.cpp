@@ -151,7 +151,9 @@ TEST(Composition, OneLoraMergeEqualsSwitchEqualsComposite) {
     at::Tensor merge = run(model, ad.get(), CompositionMethod::Merge);
     at::Tensor sw = run(model, ad.get(), CompositionMethod::Switch, 1);
     at::Tensor comp = run(model, ad.get(), CompositionMethod::Composite);
-    EXPECT_TRUE(torch::equal(merge, sw));  // same fused weights, same order of operations
+    // Switch decides per layer whether fusing pays over one interval; where it does not, base + B(Ax) rounds
+    // differently from the fused weight in the last bits.
+    EXPECT_LT(rel_err(sw, merge), 1e-5);
     EXPECT_LT(rel_err(comp, merge), 1e-5);
     at::Tensor none = run(model, nullptr, CompositionMethod::None);
     EXPECT_GT(rel_err(merge, none), 1e-3);  // the LoRA does change the result
@@ -282,7 +284,7 @@ TEST(Composition, LoraSummariesDescribeTheFiles) {
     EXPECT_GT(s[3].matched_text, 0);
     // tiny-character, counted from the tiny config: 11 transformer blocks (2+2 down, 1 mid, 3+3 up), each
     // with 8 attention projections, 2 ff layers and its Transformer2D's proj_in/proj_out: 11 × 12 = 132;
-    // text encoder: 2 layers × (4 attention projections + fc1) = 10.
+    // text encoder: 2 layers × (4 attention projections + fc1 + fc2) = 12.
     EXPECT_EQ(s[0].matched_unet, 132);
-    EXPECT_EQ(s[0].matched_text, 10);
+    EXPECT_EQ(s[0].matched_text, 12);
 }

@@ -20,7 +20,9 @@ bool ends_with(const std::string& s, const std::string& suffix) {
     return s.size() >= suffix.size() && s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
 }
 
-void fill_random(torch::nn::Module& m, at::Generator& gen) {
+}  // namespace
+
+void fill_random_weights(torch::nn::Module& m, at::Generator& gen) {
     torch::NoGradGuard no_grad;
     for (auto& item : m.named_parameters(true)) {
         const std::string& name = item.key();
@@ -33,6 +35,8 @@ void fill_random(torch::nn::Module& m, at::Generator& gen) {
         else p.copy_(r / std::sqrt(static_cast<double>(p.numel() / p.size(0))));
     }
 }
+
+namespace {
 
 bool lora_target(const std::string& path) {
     return path.find("attn1.") != std::string::npos || path.find("attn2.") != std::string::npos ||
@@ -48,12 +52,12 @@ void write_random_checkpoint(const std::string& path, const TinyModelConfigs& cf
     std::vector<std::pair<std::string, at::Tensor>> ldm;
     {
         models::UNet2DConditionModel unet(cfg.unet);
-        fill_random(*unet, gen);
+        fill_random_weights(*unet, gen);
         for (const auto& [name, t] : models::named_tensors(*unet)) ldm.emplace_back(models::unet_key_to_ldm(name, cfg.unet), t);
     }
     {
         models::AutoencoderKL vae(cfg.vae);
-        fill_random(*vae, gen);
+        fill_random_weights(*vae, gen);
         for (const auto& [name, t] : models::named_tensors(*vae)) {
             at::Tensor v = t;
             if (name.find("mid_block.attentions.0.to_") != std::string::npos && t.dim() == 2)
@@ -63,7 +67,7 @@ void write_random_checkpoint(const std::string& path, const TinyModelConfigs& cf
     }
     {
         text::ClipTextModel text(cfg.text);
-        fill_random(*text, gen);
+        fill_random_weights(*text, gen);
         for (const auto& [name, t] : models::named_tensors(*text)) ldm.emplace_back(models::text_key_to_ldm(name), t);
     }
     io::save_safetensors(path, ldm,

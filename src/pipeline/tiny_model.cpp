@@ -1,5 +1,7 @@
 #include "multilora/pipeline/tiny_model.h"
 
+#include "multilora/pipeline/random_model.h"
+
 #include <torch/torch.h>
 
 #include <filesystem>
@@ -40,25 +42,6 @@ TinyModelConfigs tiny_configs() {
 }
 
 namespace {
-
-bool ends_with(const std::string& s, const std::string& suffix) {
-    return s.size() >= suffix.size() && s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
-}
-
-// Seeded initialisation: norms at identity, small biases, fan-in scaled weights, wide embeddings.
-void init_weights(torch::nn::Module& m, at::Generator& gen) {
-    torch::NoGradGuard no_grad;
-    for (auto& item : m.named_parameters(true)) {
-        const std::string& name = item.key();
-        at::Tensor& p = item.value();
-        at::Tensor r = at::randn(p.sizes(), gen, at::TensorOptions().dtype(at::kFloat));
-        bool is_norm = name.find("norm") != std::string::npos && p.dim() == 1;
-        if (is_norm && ends_with(name, ".weight")) p.copy_(1.0 + 0.1 * r);
-        else if (ends_with(name, ".bias")) p.copy_(0.02 * r);
-        else if (name.find("embedding") != std::string::npos) p.copy_(0.5 * r);
-        else p.copy_(r / std::sqrt(static_cast<double>(p.numel() / p.size(0))));
-    }
-}
 
 // One example LoRA over the layers `select` picks: down ~ N(0, 1/in), up ~ N(0, (gain/r)²).
 std::string write_lora(const fs::path& path, torch::nn::Module& unet, torch::nn::Module& text, int64_t rank,
@@ -121,9 +104,9 @@ TinyModelPaths make_tiny_model(const std::string& dir, uint64_t seed) {
     models::UNet2DConditionModel unet(cfg.unet);
     text::ClipTextModel text_encoder(cfg.text);
     models::AutoencoderKL vae(cfg.vae);
-    init_weights(*unet, gen);
-    init_weights(*text_encoder, gen);
-    init_weights(*vae, gen);
+    fill_random_weights(*unet, gen);
+    fill_random_weights(*text_encoder, gen);
+    fill_random_weights(*vae, gen);
 
     auto unet_tensors = models::named_tensors(*unet);
     auto text_tensors = models::named_tensors(*text_encoder);
@@ -181,7 +164,7 @@ TinyModelPaths make_tiny_model(const std::string& dir, uint64_t seed) {
     paths.loras.push_back(write_lora(
         loras / "tiny-character.safetensors", *unet, *text_encoder, 4, 2.0, false,
         [&](const std::string& n, bool is_unet) {
-            if (!is_unet) return text_attention(n) || contains(n, "mlp.fc1");
+            if (!is_unet) return text_attention(n) || contains(n, "mlp.fc");
             return attention(n) || contains(n, ".ff.") || contains(n, "proj_in") || contains(n, "proj_out");
         },
         gen));

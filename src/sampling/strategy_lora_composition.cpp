@@ -97,7 +97,8 @@ at::Tensor LoraComposer::predict(const pipeline::NoiseContext& ctx) {
             if (active != last_switch_lora_) {
                 // Re-fusing the newly active LoRA costs ~r/rows of one step per layer; the multistep solver's
                 // history is kept across the switch, as in the reference.
-                adapters_->activate_unet({slots_[active]});
+                // Each layer fuses the newly active LoRA only if that pays off over one switch interval.
+                adapters_->activate_unet({slots_[active]}, settings_.switch_interval);
                 last_switch_lora_ = active;
             }
             switch_trace_.push_back(active);

@@ -8,7 +8,18 @@
 
 #include "multilora/pipeline/tiny_model.h"
 
+namespace at {
+class Generator;
+}
+namespace torch::nn {
+class Module;
+}
+
 namespace multilora::pipeline {
+
+// Seeded initialisation of every parameter: norms near identity, small biases, fan-in scaled weights,
+// wide embeddings.
+void fill_random_weights(torch::nn::Module& module, at::Generator& generator);
 
 // Writes an LDM single-file checkpoint with the configs as metadata; weights drawn from a CPU generator
 // seeded with `seed` (norms near identity, small biases, fan-in scaled weights).

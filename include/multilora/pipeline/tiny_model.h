@@ -24,7 +24,7 @@ struct TinyModelPaths {
     std::string single_file;  // DIR/tiny-sd15.safetensors (LDM layout)
     std::string folder;       // DIR/tiny-sd15 (diffusers layout)
     // DIR/loras/: three kohya files and one PEFT file, all with nonzero up weights:
-    //  tiny-character (rank 4, alpha 2): UNet attention, ff and proj_in/out + text-encoder attention and MLP;
+    //  tiny-character (rank 4, alpha 2): UNet attention, ff and proj_in/out + text-encoder attention and MLP (fc1, fc2);
     //  tiny-style (rank 8, alpha 4): UNet attention + a 3x3 LoCon on down_blocks.0.resnets.0.conv1 + text encoder;
     //  tiny-object (rank 4, no alpha): UNet cross-attention and ff only;
     //  tiny-peft (PEFT names, rank 4): UNet self-attention + text-encoder attention.
