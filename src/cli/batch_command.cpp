@@ -161,7 +161,7 @@ void run_batch_command(const BatchCliOptions& o) {
                 spdlog::warn("could not measure the step cost: {}", e.what());
             }
         }
-        std::string text = "multilora batch " + o.config + " (dry run: nothing is loaded or written)\n" +
+        std::string text = "multilora batch " + o.config + " (dry run: no image is generated or written)\n" +
                            summary_text(config, plan, shard, sv, cost);
         if (!missing.empty()) {
             text += "missing input files (a real run stops on them):\n";
