@@ -127,12 +127,7 @@ public:
     json config() const override { return cfg_; }
 
 private:
-    void check_index(int step_index) const {
-        if (timesteps_.empty()) throw RuntimeError(diffusers_class() + ": set_timesteps was not called");
-        if (step_index < 0 || step_index >= static_cast<int>(timesteps_.size())) {
-            throw RuntimeError(diffusers_class() + ": step index " + std::to_string(step_index) + " out of range");
-        }
-    }
+    void check_index(int step_index) const { check_step_index(diffusers_class(), timesteps_.size(), step_index); }
 
     std::string name_;
     json cfg_;

@@ -116,21 +116,12 @@ public:
     std::string name() const override { return name_; }
     std::string diffusers_class() const override { return "EulerAncestralDiscreteScheduler"; }
 
-    std::vector<double> sigmas() const override {
-        if (!sigmas_.defined()) return {};
-        const float* p = sigmas_.data_ptr<float>();
-        return std::vector<double>(p, p + sigmas_.numel());
-    }
+    std::vector<double> sigmas() const override { return float_values(sigmas_); }
 
     json config() const override { return cfg_; }
 
 private:
-    void check_index(int step_index) const {
-        if (timesteps_.empty()) throw RuntimeError(diffusers_class() + ": set_timesteps was not called");
-        if (step_index < 0 || step_index >= static_cast<int>(timesteps_.size())) {
-            throw RuntimeError(diffusers_class() + ": step index " + std::to_string(step_index) + " out of range");
-        }
-    }
+    void check_index(int step_index) const { check_step_index(diffusers_class(), timesteps_.size(), step_index); }
 
     std::string name_;
     json cfg_;

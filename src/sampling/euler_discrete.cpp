@@ -78,11 +78,7 @@ public:
         if (cfg_string(cfg_, "timestep_type") == "continuous" && prediction_type_ == "v_prediction") {
             throw UsageError("scheduler config: timestep_type 'continuous' with v_prediction is not supported");
         }
-        final_sigmas_type_ = cfg_string(cfg_, "final_sigmas_type");
-        if (final_sigmas_type_ != "zero" && final_sigmas_type_ != "sigma_min") {
-            throw UsageError("scheduler config: final_sigmas_type must be 'zero' or 'sigma_min', got '" +
-                             final_sigmas_type_ + "'");
-        }
+        final_sigmas_type_ = final_sigmas_type(cfg_);
         karras_ = cfg_bool(cfg_, "use_karras_sigmas");
         spacing_ = cfg_string(cfg_, "timestep_spacing");
         steps_offset_ = cfg_int(cfg_, "steps_offset");
@@ -157,21 +153,12 @@ public:
     std::string name() const override { return name_; }
     std::string diffusers_class() const override { return "EulerDiscreteScheduler"; }
 
-    std::vector<double> sigmas() const override {
-        if (!sigmas_.defined()) return {};
-        const float* p = sigmas_.data_ptr<float>();
-        return std::vector<double>(p, p + sigmas_.numel());
-    }
+    std::vector<double> sigmas() const override { return float_values(sigmas_); }
 
     json config() const override { return cfg_; }
 
 private:
-    void check_index(int step_index) const {
-        if (timesteps_.empty()) throw RuntimeError(diffusers_class() + ": set_timesteps was not called");
-        if (step_index < 0 || step_index >= static_cast<int>(timesteps_.size())) {
-            throw RuntimeError(diffusers_class() + ": step index " + std::to_string(step_index) + " out of range");
-        }
-    }
+    void check_index(int step_index) const { check_step_index(diffusers_class(), timesteps_.size(), step_index); }
 
     std::string name_;
     json cfg_;

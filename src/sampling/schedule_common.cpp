@@ -254,4 +254,24 @@ std::vector<double> spaced_timesteps(const std::string& spacing, int64_t num_tra
     return ts;
 }
 
+std::vector<double> float_values(const at::Tensor& t) {
+    if (!t.defined()) return {};
+    at::Tensor c = t.to(at::kFloat).contiguous();
+    const float* p = c.data_ptr<float>();
+    return std::vector<double>(p, p + c.numel());
+}
+
+void check_step_index(const std::string& scheduler_class, size_t num_timesteps, int step_index) {
+    if (num_timesteps == 0) throw RuntimeError(scheduler_class + ": set_timesteps was not called");
+    if (step_index < 0 || step_index >= static_cast<int>(num_timesteps))
+        throw RuntimeError(scheduler_class + ": step index " + std::to_string(step_index) + " out of range");
+}
+
+std::string final_sigmas_type(const nlohmann::json& cfg) {
+    std::string type = cfg_string(cfg, "final_sigmas_type");
+    if (type != "zero" && type != "sigma_min")
+        throw UsageError("scheduler config: final_sigmas_type must be 'zero' or 'sigma_min', got '" + type + "'");
+    return type;
+}
+
 }  // namespace multilora::sampling::detail

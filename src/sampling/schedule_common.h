@@ -54,6 +54,15 @@ std::vector<double> karras_sigmas(double sigma_min, double sigma_max, int64_t n)
 double sigma_to_t(double sigma, const std::vector<float>& log_sigmas);
 std::vector<float> log_sigma_table(const std::vector<double>& sigmas);
 
+// The values of a float32 CPU tensor as doubles (empty for an undefined tensor).
+std::vector<double> float_values(const at::Tensor& t);
+
+// Throws RuntimeError unless set_timesteps ran and `step_index` indexes its grid of `num_timesteps`.
+void check_step_index(const std::string& scheduler_class, size_t num_timesteps, int step_index);
+
+// The config's final_sigmas_type, "zero" or "sigma_min" (UsageError otherwise).
+std::string final_sigmas_type(const nlohmann::json& cfg);
+
 // A 0-dim float32 CPU tensor holding `v` rounded to float32.
 at::Tensor scalar_f32(double v);
 
