@@ -221,6 +221,22 @@ std::string stale_message(const BatchConfig& c, const BatchPlan& plan, const Sur
 }
 
 // Finished images whose batch.jsonl line was lost (killed between the manifest and the log) get one now.
+// The fields every batch.jsonl line carries, in their fixed order.
+ojson log_line(const BatchConfig& c, const PlanImage& im, const std::string& png_sha256) {
+    ojson line;
+    line["time"] = iso_time_now();
+    line["style"] = c.style;
+    line["k"] = im.k;
+    line["set_index"] = im.set_index;
+    line["method"] = im.method;
+    line["seed"] = im.seed;
+    line["lora_ids"] = im.lora_ids;
+    line["png"] = im.rel_png;
+    line["manifest"] = im.rel_manifest;
+    line["png_sha256"] = png_sha256;
+    return line;
+}
+
 void reconcile_log(const BatchConfig& c, const BatchPlan& plan, const Survey& sv, const Shard& shard) {
     const std::string path = batch_log_path(c);
     std::set<std::string> logged;
@@ -245,17 +261,7 @@ void reconcile_log(const BatchConfig& c, const BatchPlan& plan, const Survey& sv
         if (ch.state != ImageState::Finished) continue;
         const PlanImage& im = plan.images[i];
         if (logged.count(im.rel_png + " " + ch.png_sha256)) continue;
-        ojson line;
-        line["time"] = iso_time_now();
-        line["style"] = c.style;
-        line["k"] = im.k;
-        line["set_index"] = im.set_index;
-        line["method"] = im.method;
-        line["seed"] = im.seed;
-        line["lora_ids"] = im.lora_ids;
-        line["png"] = im.rel_png;
-        line["manifest"] = im.rel_manifest;
-        line["png_sha256"] = ch.png_sha256;
+        ojson line = log_line(c, im, ch.png_sha256);
         line["recovered"] = true;
         line["shard"] = shard.str();
         io::append_line_durable(path, line.dump());
@@ -649,17 +655,7 @@ BatchReport run_batch(const BatchConfig& c, const BatchPlan& plan, const BatchOp
                 const double seconds = seconds_since(t_img);
                 const double overhead = result.encode_seconds + result.decode_seconds + seconds_since(t_write);
                 const int rows = unet_rows(im.method, im.k, c.guidance_scale);
-                ojson line;
-                line["time"] = iso_time_now();
-                line["style"] = c.style;
-                line["k"] = im.k;
-                line["set_index"] = im.set_index;
-                line["method"] = im.method;
-                line["seed"] = im.seed;
-                line["lora_ids"] = im.lora_ids;
-                line["png"] = im.rel_png;
-                line["manifest"] = im.rel_manifest;
-                line["png_sha256"] = sha;
+                ojson line = log_line(c, im, sha);
                 line["seconds"] = seconds;
                 line["steps"] = c.steps;
                 line["step_s"] = mean_step;

@@ -201,8 +201,7 @@ public:
 
         timesteps_.clear();
         for (double t : grid) timesteps_.push_back(static_cast<int64_t>(t));  // astype(int64) truncates
-        std::vector<float> sig32(sig.begin(), sig.end());
-        sigmas_ = at::tensor(sig32, at::TensorOptions().dtype(at::kFloat));
+        sigmas_ = float_tensor(sig);
         reset_state();
     }
 

@@ -60,12 +60,8 @@ public:
         std::vector<double> sig = np_interp_unit_grid(grid, table_.sigmas);
         sig.push_back(0.0);
         timesteps_ = grid;
-        std::vector<float> sig32(sig.begin(), sig.end());
-        sigmas_ = at::tensor(sig32, at::TensorOptions().dtype(at::kFloat));
-        at::Tensor max_sigma = sigmas_.max();
-        init_noise_sigma_ = (spacing_ == "linspace" || spacing_ == "trailing")
-                                ? max_sigma.item<float>()
-                                : (max_sigma.pow(2) + 1).pow(0.5).item<float>();
+        sigmas_ = float_tensor(sig);
+        init_noise_sigma_ = euler_init_noise_sigma(sigmas_, spacing_);
     }
 
     std::vector<double> timesteps() const override { return timesteps_; }
@@ -78,7 +74,7 @@ public:
     at::Tensor scale_model_input(const at::Tensor& sample, int step_index) override {
         check_index(step_index);
         const at::Tensor sigma = sigmas_[step_index];
-        return sample / (sigma.pow(2) + 1).pow(0.5);
+        return scale_by_sigma(sample, sigma);
     }
 
     at::Tensor step(const at::Tensor& model_output, int step_index, const at::Tensor& sample,

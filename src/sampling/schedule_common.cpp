@@ -254,6 +254,21 @@ std::vector<double> spaced_timesteps(const std::string& spacing, int64_t num_tra
     return ts;
 }
 
+at::Tensor float_tensor(const std::vector<double>& values) {
+    std::vector<float> f(values.begin(), values.end());
+    return at::tensor(f, at::TensorOptions().dtype(at::kFloat));
+}
+
+double euler_init_noise_sigma(const at::Tensor& sigmas, const std::string& spacing) {
+    at::Tensor max_sigma = sigmas.max();
+    if (spacing == "linspace" || spacing == "trailing") return max_sigma.item<float>();
+    return (max_sigma.pow(2) + 1).pow(0.5).item<float>();
+}
+
+at::Tensor scale_by_sigma(const at::Tensor& sample, const at::Tensor& sigma) {
+    return sample / (sigma.pow(2) + 1).pow(0.5);
+}
+
 std::vector<double> float_values(const at::Tensor& t) {
     if (!t.defined()) return {};
     at::Tensor c = t.to(at::kFloat).contiguous();

@@ -54,6 +54,16 @@ std::vector<double> karras_sigmas(double sigma_min, double sigma_max, int64_t n)
 double sigma_to_t(double sigma, const std::vector<float>& log_sigmas);
 std::vector<float> log_sigma_table(const std::vector<double>& sigmas);
 
+// A float32 CPU tensor of `values` rounded to float32 (how diffusers stores its numpy-built sigmas).
+at::Tensor float_tensor(const std::vector<double>& values);
+
+// Euler-family init_noise_sigma: the largest sigma for "linspace"/"trailing" spacing, sqrt(max² + 1)
+// otherwise, evaluated in float32 as diffusers does.
+double euler_init_noise_sigma(const at::Tensor& sigmas, const std::string& spacing);
+
+// Euler-family scale_model_input: sample / sqrt(sigma² + 1) with `sigma` a 0-dim float32 tensor.
+at::Tensor scale_by_sigma(const at::Tensor& sample, const at::Tensor& sigma);
+
 // The values of a float32 CPU tensor as doubles (empty for an undefined tensor).
 std::vector<double> float_values(const at::Tensor& t);
 
