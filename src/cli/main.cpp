@@ -4,5 +4,6 @@
 
 int main(int argc, char** argv) {
     multilora::pipeline::configure_allocator();
+    multilora::pipeline::configure_cpu_kernels();
     return multilora::cli::run(argc, argv);
 }

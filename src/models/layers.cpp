@@ -6,6 +6,7 @@
 
 #include "multilora/lora/layer_adapters.h"
 #include "multilora/models/flop_counter.h"
+#include "multilora/models/matmul_kernels.h"
 
 namespace multilora::models {
 
@@ -19,7 +20,7 @@ LinearImpl::LinearImpl(int64_t in_features, int64_t out_features, bool has_bias)
 at::Tensor LinearImpl::forward(const at::Tensor& x) {
     if (flops::enabled()) flops::add(2.0 * static_cast<double>(x.numel()) * static_cast<double>(weight.size(0)));
     if (adapters && adapters->active()) return adapters->linear(x, bias);
-    return at::linear(x, weight, bias);
+    return dense(x, weight, bias);
 }
 
 Conv2dImpl::Conv2dImpl(int64_t in_channels, int64_t out_channels, int64_t kernel, int64_t stride_, int64_t padding_)
@@ -65,12 +66,19 @@ at::Tensor scaled_dot_product_attention(const at::Tensor& q, const at::Tensor& k
                                         double scale, const at::Tensor* additive_mask) {
     const int64_t batch = q.size(0), nq = q.size(1), nk = k.size(1), width = q.size(2);
     const int64_t head_dim = width / heads;
+    if (flops::enabled()) flops::add(4.0 * static_cast<double>(batch * heads) * nq * nk * head_dim);
+    if (!additive_mask && use_onednn_products(q)) {
+        at::Tensor out = at::empty({batch, nq, width}, q.options());
+        for (int64_t b = 0; b < batch; ++b)
+            grouped_attention(q.select(0, b), k.select(0, b), v.select(0, b), heads, scale,
+                              g_attention_chunk_elements, out.select(0, b));
+        return out;
+    }
     // [B, N, H*D] -> [B*H, N, D]
     auto split = [&](const at::Tensor& t, int64_t n) {
         return t.view({batch, n, heads, head_dim}).transpose(1, 2).reshape({batch * heads, n, head_dim});
     };
     at::Tensor qh = split(q, nq), kh = split(k, nk), vh = split(v, nk);
-    if (flops::enabled()) flops::add(4.0 * static_cast<double>(batch * heads) * nq * nk * head_dim);
     at::Tensor kt = kh.transpose(1, 2);
     // Scores are alpha * bmm(q, kᵀ): libtorch 1.13's baddbmm(beta=0) can return NaN on tiny problems.
     const int64_t rows_per_chunk = std::max<int64_t>(1, g_attention_chunk_elements / std::max<int64_t>(1, batch * heads * nk));
@@ -125,7 +133,11 @@ FeedForwardImpl::FeedForwardImpl(int64_t dim, int64_t inner_dim) {
 at::Tensor FeedForwardImpl::forward(const at::Tensor& x) {
     at::Tensor projected = proj->forward(x);
     auto halves = projected.chunk(2, -1);
-    return out->forward(halves[0] * at::gelu(halves[1]));
+    // gelu on a contiguous copy of the gate, then the product in place: elementwise kernels on the strided
+    // halves ran 3x slower (measured 29 ms against 9 ms at 2x4096x1280).
+    at::Tensor gated = halves[1].contiguous();
+    at::gelu_(gated).mul_(halves[0]);
+    return out->forward(gated);
 }
 
 BasicTransformerBlockImpl::BasicTransformerBlockImpl(int64_t dim, int64_t heads, int64_t head_dim, int64_t context_dim) {

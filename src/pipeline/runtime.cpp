@@ -12,6 +12,8 @@
 #include <string>
 #include <thread>
 
+#include "multilora/models/matmul_kernels.h"
+
 namespace multilora::pipeline {
 namespace {
 
@@ -59,6 +61,16 @@ void configure_allocator() {
     g_allocator_tuned = true;
 }
 
+void release_free_memory() {
+    if (g_allocator_tuned) malloc_trim(0);
+}
+
+void configure_cpu_kernels() {
+    setenv("ATEN_CPU_CAPABILITY", "avx512", /*overwrite=*/0);
+    const char* blas = std::getenv("MULTILORA_BLAS_PRODUCTS");
+    if (blas && std::string(blas) == "1") models::set_onednn_products_enabled(false);
+}
+
 nlohmann::json allocator_settings() {
     if (!g_allocator_tuned) return {{"tuned", false}};
     return {{"tuned", true}, {"M_MMAP_MAX", 0}, {"M_TRIM_THRESHOLD", kTrimThreshold}, {"M_TOP_PAD", kTopPad}};
@@ -88,6 +100,10 @@ nlohmann::json runtime_info() {
     j["hardware_threads"] = std::thread::hardware_concurrency();
     j["threads"] = at::get_num_threads();
     j["allocator"] = allocator_settings();
+    const char* capability = std::getenv("ATEN_CPU_CAPABILITY");
+    j["aten_cpu_capability_requested"] = capability ? nlohmann::json(capability) : nlohmann::json(nullptr);
+    j["matmul_route"] = models::onednn_products_enabled() ? "onednn (1x1 convolutions) for float32 CPU, else BLAS"
+                                                          : "BLAS (at::linear, at::bmm)";
     j["cuda_available"] = torch::cuda::is_available();
     return j;
 }
