@@ -170,6 +170,43 @@ TEST(ioSafetensorsRead, ZeroCopyViewOutlivesTheFileObject) {
     EXPECT_EQ(a.sum().item<float>(), 2.5f);
 }
 
+namespace {
+int64_t rss_file_kb() {
+    std::ifstream in("/proc/self/status");
+    std::string line;
+    while (std::getline(in, line))
+        if (line.rfind("RssFile:", 0) == 0) return std::stoll(line.substr(8));
+    return -1;
+}
+}  // namespace
+
+// Dropping a mapped tensor's pages shrinks the process's file-backed RSS by about the tensor's size, and
+// the data reads back unchanged (from the page cache). Heap tensors and ranges outside a mapping are left
+// alone (0 bytes released).
+TEST(ioSafetensorsRead, ReleasingMappedPagesShrinksRssAndKeepsTheData) {
+    TempDir dir;
+    const std::string path = dir.file("big.safetensors");
+    const int64_t n = int64_t{8} << 20;  // 8 Mi floats = 32 MiB
+    at::Tensor values = torch::arange(n, torch::kFloat).remainder(1000);
+    multilora::io::save_safetensors(path, {{"w", values}});
+    auto f = SafetensorsFile::open(path);
+    at::Tensor w = f->tensor("w");
+    const double want = w.sum().item<double>();  // touches every page
+    const int64_t touched = rss_file_kb();
+    const size_t released = multilora::io::release_mapped_pages(w.data_ptr(), w.nbytes());
+    EXPECT_GT(released, w.nbytes() - 2 * 4096);
+    EXPECT_LE(released, w.nbytes());
+    EXPECT_LT(rss_file_kb(), touched - 30 * 1024) << "RssFile should drop by ~32 MiB";
+    EXPECT_EQ(w.sum().item<double>(), want);
+    EXPECT_TRUE(torch::equal(w, values));
+
+    at::Tensor heap = values.clone();
+    EXPECT_EQ(multilora::io::release_mapped_pages(heap.data_ptr(), heap.nbytes()), 0u);
+    EXPECT_TRUE(torch::equal(heap, values));
+    // A range running past the end of the mapping is refused as a whole.
+    EXPECT_EQ(multilora::io::release_mapped_pages(w.data_ptr(), w.nbytes() + (size_t{1} << 30)), 0u);
+}
+
 TEST(ioSafetensorsRead, MisalignedDataIsCopiedIntoAlignedTensors) {
     TempDir dir;
     const std::string path = dir.file("misaligned.safetensors");

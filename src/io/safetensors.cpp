@@ -13,6 +13,8 @@
 #include <cerrno>
 #include <cstring>
 #include <limits>
+#include <map>
+#include <mutex>
 #include <nlohmann/json.hpp>
 #include <set>
 #include <sstream>
@@ -70,15 +72,45 @@ std::string shape_str(const std::vector<int64_t>& shape) {
 
 }  // namespace
 
+// Every live mapping's address range, so that release_mapped_pages() can tell file-backed tensors from
+// heap memory (where MADV_DONTNEED would destroy data).
+namespace {
+std::mutex g_mappings_mutex;
+std::map<uintptr_t, size_t> g_mappings;  // start -> length
+}  // namespace
+
 struct SafetensorsFile::Mapping {
     void* addr = nullptr;
     size_t size = 0;
     uint64_t data_start = 0;  // 8 + header length: where offset 0 of the data block lies
+    void register_range() {
+        std::lock_guard<std::mutex> lock(g_mappings_mutex);
+        g_mappings[reinterpret_cast<uintptr_t>(addr)] = size;
+    }
     ~Mapping() {
-        if (addr != nullptr && addr != MAP_FAILED) ::munmap(addr, size);
+        if (addr == nullptr || addr == MAP_FAILED) return;
+        {
+            std::lock_guard<std::mutex> lock(g_mappings_mutex);
+            g_mappings.erase(reinterpret_cast<uintptr_t>(addr));
+        }
+        ::munmap(addr, size);
     }
     const uint8_t* bytes() const { return static_cast<const uint8_t*>(addr); }
 };
+
+size_t release_mapped_pages(const void* data, size_t nbytes) {
+    const auto begin = reinterpret_cast<uintptr_t>(data);
+    std::lock_guard<std::mutex> lock(g_mappings_mutex);
+    auto it = g_mappings.upper_bound(begin);
+    if (it == g_mappings.begin()) return 0;
+    --it;
+    if (begin + nbytes > it->first + it->second) return 0;  // not (wholly) inside a mapping
+    const auto page = static_cast<uintptr_t>(::sysconf(_SC_PAGESIZE));
+    const uintptr_t first = (begin + page - 1) / page * page, last = (begin + nbytes) / page * page;
+    if (last <= first) return 0;
+    if (::madvise(reinterpret_cast<void*>(first), last - first, MADV_DONTNEED) != 0) return 0;
+    return last - first;
+}
 
 SafetensorsFile::~SafetensorsFile() = default;
 
@@ -119,6 +151,7 @@ std::shared_ptr<SafetensorsFile> SafetensorsFile::open(const std::string& path) 
         mapping->addr = nullptr;
         throw RuntimeError("cannot map safetensors file '" + path + "': " + std::strerror(map_err));
     }
+    mapping->register_range();
 
     const uint8_t* base = mapping->bytes();
     uint64_t header_len = 0;

@@ -408,4 +408,13 @@ StableDiffusionModel load_stable_diffusion(const LoadOptions& opt) {
     return model;
 }
 
+size_t release_resident_weights(const torch::nn::Module& part) {
+    size_t released = 0;
+    for (const auto& t : part.parameters())
+        if (t.defined() && t.device().is_cpu()) released += io::release_mapped_pages(t.data_ptr(), t.nbytes());
+    for (const auto& t : part.buffers())
+        if (t.defined() && t.device().is_cpu()) released += io::release_mapped_pages(t.data_ptr(), t.nbytes());
+    return released;
+}
+
 }  // namespace multilora::pipeline

@@ -61,6 +61,14 @@ private:
 
 // Writes tensors (any device/dtype among F32, F16, BF16, I64, I32, U8, BOOL, F64) in the given order,
 // atomically: a temporary file in the same folder, then rename.
+// Drops the resident pages of [data, data+nbytes) when that range lies inside a live safetensors mapping
+// (a tensor returned by SafetensorsFile::tensor() without conversion): the process's RSS shrinks, and the
+// next read faults the pages back in from the page cache (or the file). Only whole pages inside the range
+// are dropped. Returns the bytes released, 0 for memory that is not file-backed (left untouched). Pages of
+// the private mapping that were written to would revert to the file's contents; tensors of a mapping are
+// never written.
+size_t release_mapped_pages(const void* data, size_t nbytes);
+
 void save_safetensors(const std::string& path,
                       const std::vector<std::pair<std::string, at::Tensor>>& tensors,
                       const std::map<std::string, std::string>& metadata = {});

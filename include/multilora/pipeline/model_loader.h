@@ -48,6 +48,13 @@ StableDiffusionModel load_stable_diffusion(const LoadOptions& options);
 // Layout, configs (read or detected), dtypes and tensor count of a checkpoint, without building the models.
 nlohmann::json describe_checkpoint(const std::string& path);
 
+// Drops the resident pages of a model part's weights where they are views of the safetensors file
+// (io::release_mapped_pages); converted or adapted weights are left alone. Between phases of a generation
+// the part not in use then holds no memory (the text encoder while denoising, the UNet while the VAE
+// decodes); the next use faults its pages back in from the page cache (~0.3 s for the SD1.5 UNet).
+// Returns the bytes released.
+size_t release_resident_weights(const torch::nn::Module& part);
+
 // Detects the layout of a path: "ldm-single-file", "diffusers-folder", or throws.
 std::string detect_layout(const std::string& path);
 
