@@ -5,6 +5,8 @@
 #include <algorithm>
 #include <atomic>
 
+#include "multilora/models/matmul_kernels.h"
+
 namespace multilora::lora {
 namespace {
 std::atomic<RowPolicy> g_policy{RowPolicy::Auto};
@@ -133,13 +135,13 @@ bool LayerAdapters::plan_group(const RowGroup& g, int64_t rows, int64_t amortize
 
 at::Tensor LayerAdapters::low_rank(const at::Tensor& x, const LayerDelta& d) const {
     if (is_conv_) return at::conv2d(at::conv2d(x, d.down, {}, {stride_, stride_}, {padding_, padding_}), d.up);
-    return at::linear(at::linear(x, d.down), d.up);
+    return models::dense(models::dense(x, d.down, {}), d.up, {});
 }
 
 at::Tensor LayerAdapters::linear(const at::Tensor& x, const at::Tensor& bias) const {
     if (mode_ == Mode::Fused) {
-        if (fused_ready(x.numel() / in_features_)) return at::linear(x, fused_, bias);
-        at::Tensor y = at::linear(x, base_, bias);
+        if (fused_ready(x.numel() / in_features_)) return models::dense(x, fused_, bias);
+        at::Tensor y = models::dense(x, base_, bias);
         for (const LayerDelta* d : fused_group_.deltas) y.add_(low_rank(x, *d), d->scale);
         return y;
     }
@@ -152,7 +154,7 @@ at::Tensor LayerAdapters::linear(const at::Tensor& x, const at::Tensor& bias) co
     }
     if (!any_fused) {
         // One base GEMM over the whole batch, then each group's low-rank terms.
-        at::Tensor y = at::linear(x, base_, bias);
+        at::Tensor y = models::dense(x, base_, bias);
         for (const auto& g : groups_)
             for (const LayerDelta* d : g.deltas)
                 y.narrow(0, g.first, g.count).add_(low_rank(x.narrow(0, g.first, g.count), *d), d->scale);
@@ -168,12 +170,9 @@ at::Tensor LayerAdapters::linear(const at::Tensor& x, const at::Tensor& bias) co
         if (fuse[i]) {
             std::vector<int> slots;
             for (const LayerDelta* d : g.deltas) slots.push_back(d->slot);
-            at::Tensor w = fused_weight(slots);
-            if (bias.defined()) at::addmm_out(yg, bias, xg, w.t());
-            else at::mm_out(yg, xg, w.t());
+            yg.copy_(models::dense(xg, fused_weight(slots), bias));
         } else {
-            if (bias.defined()) at::addmm_out(yg, bias, xg, base_.t());
-            else at::mm_out(yg, xg, base_.t());
+            yg.copy_(models::dense(xg, base_, bias));
             for (const LayerDelta* d : g.deltas) yg.add_(low_rank(xg, *d), d->scale);
         }
     }
