@@ -38,22 +38,37 @@ bool LayerAdapters::has_slot(int slot) const {
     return std::any_of(deltas_.begin(), deltas_.end(), [&](const LayerDelta& d) { return d.slot == slot; });
 }
 
+// up·down in float32 as [out, in], through the same matrix-product route as the layers (oneDNN on the CPU).
+at::Tensor LayerAdapters::delta_product(const LayerDelta& d) const {
+    at::Tensor up = d.up.to(at::kFloat).reshape({out_features_, -1});
+    at::Tensor down_t = d.down.to(at::kFloat).reshape({d.down.size(0), in_features_}).t().contiguous();
+    return models::dense(up, down_t, {});
+}
+
 at::Tensor LayerAdapters::delta_weight(const std::vector<int>& slots) const {
     at::Tensor total = at::zeros({out_features_, in_features_}, base_.options().dtype(at::kFloat));
     for (const auto& d : deltas_)
-        if (std::find(slots.begin(), slots.end(), d.slot) != slots.end())
-            total.addmm_(d.up.to(at::kFloat).reshape({out_features_, -1}), d.down.to(at::kFloat).reshape({d.down.size(0), -1}),
-                         1.0, d.scale);
+        if (std::find(slots.begin(), slots.end(), d.slot) != slots.end()) total.add_(delta_product(d), d.scale);
     return total.view(base_.sizes());
 }
 
 at::Tensor LayerAdapters::fused_weight(const std::vector<int>& slots) const {
-    at::Tensor w = base_.to(at::kFloat, false, /*copy=*/true).reshape({out_features_, in_features_});
-    for (const auto& d : deltas_)
-        if (std::find(slots.begin(), slots.end(), d.slot) != slots.end())
-            w.addmm_(d.up.to(at::kFloat).reshape({out_features_, -1}), d.down.to(at::kFloat).reshape({d.down.size(0), -1}),
-                     1.0, d.scale);
+    // base + Σ scale·up·down, accumulated in float32: the first term writes the new weight in one pass.
+    at::Tensor w;
+    at::Tensor base = base_.to(at::kFloat).reshape({out_features_, in_features_});
+    for (const auto& d : deltas_) {
+        if (std::find(slots.begin(), slots.end(), d.slot) == slots.end()) continue;
+        if (w.defined()) w.add_(delta_product(d), d.scale);
+        else w = at::add(base, delta_product(d), d.scale);
+    }
+    if (!w.defined()) w = base.clone();
     return w.view(base_.sizes()).to(base_.scalar_type());
+}
+
+const at::Tensor& LayerAdapters::group_weight(const std::vector<int>& slots) const {
+    auto it = group_weights_.find(slots);
+    if (it == group_weights_.end()) it = group_weights_.emplace(slots, fused_weight(slots)).first;
+    return it->second;
 }
 
 void LayerAdapters::set_fused(const std::vector<int>& slots, int64_t amortize_steps) {
@@ -61,6 +76,7 @@ void LayerAdapters::set_fused(const std::vector<int>& slots, int64_t amortize_st
     for (int s : slots)
         if (has_slot(s)) mine.push_back(s);
     groups_.clear();
+    group_weights_.clear();
     if (mine.empty()) {
         clear();
         return;
@@ -111,6 +127,7 @@ void LayerAdapters::clear() {
     decision_ = -1;
     fused_group_ = RowGroup{};
     groups_.clear();
+    group_weights_.clear();
 }
 
 // Cost model, in multiply-adds for one call on `rows` input rows (tokens or pixels):
@@ -170,7 +187,7 @@ at::Tensor LayerAdapters::linear(const at::Tensor& x, const at::Tensor& bias) co
         if (fuse[i]) {
             std::vector<int> slots;
             for (const LayerDelta* d : g.deltas) slots.push_back(d->slot);
-            yg.copy_(models::dense(xg, fused_weight(slots), bias));
+            yg.copy_(models::dense(xg, group_weight(slots), bias));
         } else {
             yg.copy_(models::dense(xg, base_, bias));
             for (const LayerDelta* d : g.deltas) yg.add_(low_rank(xg, *d), d->scale);
@@ -210,7 +227,7 @@ at::Tensor LayerAdapters::conv(const at::Tensor& x, const at::Tensor& bias) cons
         if (fuse[i]) {
             std::vector<int> slots;
             for (const LayerDelta* d : g.deltas) slots.push_back(d->slot);
-            parts.push_back(at::conv2d(xg, fused_weight(slots), bias, st, pad));
+            parts.push_back(at::conv2d(xg, group_weight(slots), bias, st, pad));
         } else {
             at::Tensor yg = at::conv2d(xg, base_, bias, st, pad);
             for (const LayerDelta* d : g.deltas) yg.add_(low_rank(xg, *d), d->scale);

@@ -50,9 +50,9 @@ void grouped_attention(const at::Tensor& q, const at::Tensor& k, const at::Tenso
     const int64_t nq = q.size(0), nk = k.size(0), head_dim = q.size(1) / heads;
     // Group h of the first convolution holds head h's keys as [nk, d] filters; of the second, head h's
     // values transposed to [d, nk]. Outputs then come out as [rows, heads, nk] and [rows, heads*d].
-    at::Tensor key_filters = k.view({nk, heads, head_dim}).transpose(0, 1).reshape({heads * nk, head_dim, 1, 1});
+    at::Tensor key_filters = k.reshape({nk, heads, head_dim}).transpose(0, 1).reshape({heads * nk, head_dim, 1, 1});
     at::Tensor value_filters =
-        v.view({nk, heads, head_dim}).permute({1, 2, 0}).reshape({heads * head_dim, nk, 1, 1});
+        v.reshape({nk, heads, head_dim}).permute({1, 2, 0}).reshape({heads * head_dim, nk, 1, 1});
     const int64_t rows_per_chunk = std::max<int64_t>(1, max_score_elements / std::max<int64_t>(1, heads * nk));
     at::Tensor q_rows = q.contiguous();
     const at::Tensor no_bias;

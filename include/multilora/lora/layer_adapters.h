@@ -7,6 +7,7 @@
 #pragma once
 
 #include <cstdint>
+#include <map>
 #include <vector>
 
 #include <ATen/core/Tensor.h>
@@ -66,6 +67,11 @@ private:
     // Fused mode: decides (once) and builds the fused weight if it pays; true when fused.
     bool fused_ready(int64_t rows) const;
     at::Tensor low_rank(const at::Tensor& x, const LayerDelta& d) const;
+    at::Tensor delta_product(const LayerDelta& d) const;
+    // Per-row mode: a group's fused weight, built at its first use and kept while the same slots stay
+    // selected (Composite evaluates the same groups every step; only layers where fusing pays, the
+    // high-resolution ones with small weights, build one). Dropped by set_fused() and clear().
+    const at::Tensor& group_weight(const std::vector<int>& slots) const;
 
     at::Tensor base_;
     bool is_conv_;
@@ -79,6 +85,7 @@ private:
     mutable int decision_ = -1;  // fused mode: -1 undecided, 0 low-rank, 1 fused
     RowGroup fused_group_;        // fused mode: the active deltas, for the low-rank path
     std::vector<RowGroup> groups_;
+    mutable std::map<std::vector<int>, at::Tensor> group_weights_;
 };
 
 }  // namespace multilora::lora

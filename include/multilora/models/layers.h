@@ -72,8 +72,9 @@ public:
 TORCH_MODULE(Identity);
 
 // Softmax attention over [batch, tokens, heads*dim] inputs. Queries are processed in chunks so that no
-// score matrix larger than `max_score_elements` exists at once; the result is identical to one big
-// softmax because each query row is normalised on its own.
+// score matrix larger than `max_score_elements` exists at once; each query row is normalised on its own,
+// so chunking does not change the result. On the CPU in fp32 without a mask the products run as grouped
+// 1x1 convolutions (models/matmul_kernels.h), one batch element at a time; otherwise through at::bmm.
 at::Tensor scaled_dot_product_attention(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
                                         int64_t heads, double scale,
                                         const at::Tensor* additive_mask = nullptr);
