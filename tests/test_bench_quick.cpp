@@ -1,5 +1,7 @@
 // `multilora bench --quick`: a smoke test of the benchmark on the tiny model (no timing assertions).
 #include <gtest/gtest.h>
+
+#include <algorithm>
 #include <nlohmann/json.hpp>
 
 #include "test_support.h"
@@ -33,6 +35,16 @@ TEST(BenchQuick, WritesAReportWithEveryCase) {
     EXPECT_NEAR(comp5 / none, 5.0, 0.01);
     EXPECT_EQ(j["ratios"].size(), 7u);
     EXPECT_GT(j["peaks"]["gemm"]["gflops"].get<double>(), 0.0);
+    EXPECT_GT(j["peaks"]["gemm_model_route"]["gflops"].get<double>(), 0.0);
+    // "best" is the highest of the three measured rates, and every fraction is taken against it.
+    const double best = j["peaks"]["best_gflops"].get<double>();
+    EXPECT_EQ(best, std::max({j["peaks"]["gemm"]["gflops"].get<double>(), j["peaks"]["gemm_model_route"]["gflops"].get<double>(),
+                              j["peaks"]["conv3x3"]["gflops"].get<double>()}));
+    for (const auto& c : j["unet_steps"])
+        EXPECT_DOUBLE_EQ(c["fraction_of_peak"].get<double>(), c["gflops"].get<double>() / best);
+    // The plain generation's peak RSS is part of the whole run's.
+    EXPECT_GT(j["generation_peak_rss_bytes"].get<int64_t>(), 0);
+    EXPECT_LE(j["generation_peak_rss_bytes"].get<int64_t>(), j["peak_rss_bytes"].get<int64_t>());
     EXPECT_TRUE(j["machine"]["allocator"]["tuned"].get<bool>());
     std::string md = read_bytes(dir / "b.md");
     EXPECT_NE(md.find("| composite | 4 | 5 |"), std::string::npos) << md;

@@ -86,6 +86,7 @@ Command add_make_random_model_command(CLI::App& app) {
         std::string preset = "sd15", out, ranks = "16";
         int loras = 5;
         uint64_t seed = 7;
+        bool loras_only = false;
     };
     auto o = std::make_shared<Options>();
     CLI::App* sub = app.add_subcommand("make-random-model", "Write a seeded random SD1.5 (or tiny) checkpoint and LoRAs");
@@ -95,11 +96,13 @@ Command add_make_random_model_command(CLI::App& app) {
     sub->add_option("--loras", o->loras);
     sub->add_option("--ranks", o->ranks);
     sub->add_option("--seed", o->seed);
+    sub->add_flag("--loras-only", o->loras_only, "Write only the LoRAs (the checkpoint is already there)");
     return [o] {
         pipeline::TinyModelConfigs cfg = pipeline::tiny_configs();
         if (o->preset == "sd15") cfg = {models::UNetConfig::v1_5(), models::VaeConfig::v1_5(), models::ClipTextConfig::v1_5()};
         fs::create_directories(o->out);
-        pipeline::write_random_checkpoint((fs::path(o->out) / ("bench-" + o->preset + ".safetensors")).string(), cfg, o->seed);
+        if (!o->loras_only)
+            pipeline::write_random_checkpoint((fs::path(o->out) / ("bench-" + o->preset + ".safetensors")).string(), cfg, o->seed);
         for (int rank : parse_ints(o->ranks, "--ranks"))
             pipeline::write_random_loras(o->out, cfg, o->loras, rank, o->seed + static_cast<uint64_t>(rank));
     };
