@@ -22,7 +22,7 @@ TEST(BenchQuick, WritesAReportWithEveryCase) {
         EXPECT_GT(c["flops"].get<double>(), 0.0);
         EXPECT_GT(c["median_s"].get<double>(), 0.0);
     }
-    EXPECT_EQ(cases["none"], 1);
+    EXPECT_EQ(cases["none"], 2);  // at the start and again at the end
     EXPECT_EQ(cases["merge"], 2);      // k = 1 and 5
     EXPECT_EQ(cases["switch"], 1);
     EXPECT_EQ(cases["composite"], 4);  // k = 2..5
@@ -34,6 +34,14 @@ TEST(BenchQuick, WritesAReportWithEveryCase) {
     }
     EXPECT_NEAR(comp5 / none, 5.0, 0.01);
     EXPECT_EQ(j["ratios"].size(), 7u);
+    // Ratios divide by the faster of the two plain-step medians.
+    double none_min = 1e30, merge5 = 0;
+    for (const auto& c : j["unet_steps"]) {
+        if (c["case"] == "none") none_min = std::min(none_min, c["median_s"].get<double>());
+        if (c["case"] == "merge" && c["k"] == 5) merge5 = c["median_s"].get<double>();
+    }
+    for (const auto& q : j["ratios"])
+        if (q["case"] == "merge" && q["k"] == 5) EXPECT_DOUBLE_EQ(q["ratio"].get<double>(), merge5 / none_min);
     EXPECT_GT(j["peaks"]["gemm"]["gflops"].get<double>(), 0.0);
     EXPECT_GT(j["peaks"]["gemm_model_route"]["gflops"].get<double>(), 0.0);
     // "best" is the highest of the three measured rates, and every fraction is taken against it.
