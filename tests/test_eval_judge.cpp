@@ -309,7 +309,7 @@ TEST(EvalJudge, ResumeAfterKill) {
             return x;
         });
         pid_t pid = multilora::test::spawn_env(kEnv, args(run, slow.base_url()),
-                                               run.parent_path() / (run.filename().string() + ".log"));
+                                               run / "killed-run.log");
         ASSERT_GT(pid, 0);
         // Kill once the 4th request is in: with concurrency 1, three judgements are recorded by then.
         for (int i = 0; i < 400 && slow.requests().size() < 4; ++i)

@@ -10,6 +10,8 @@
 #include <fstream>
 #include <sstream>
 #include <string>
+#include <system_error>
+#include <vector>
 
 namespace multilora::test {
 
@@ -40,10 +42,34 @@ inline std::string read_bytes(const std::filesystem::path& p) {
     return s.str();
 }
 
+// Removes every folder made by make_temp_dir when the test process exits (each gtest case runs in its
+// own process), unless MULTILORA_KEEP_TEST_DIRS=1 asks to keep them for a look after a failure.
+class TempDirRegistry {
+public:
+    static TempDirRegistry& instance() {
+        static TempDirRegistry registry;
+        return registry;
+    }
+    void add(const std::filesystem::path& p) { dirs_.push_back(p); }
+    ~TempDirRegistry() {
+        const char* keep = std::getenv("MULTILORA_KEEP_TEST_DIRS");
+        if (keep && std::string(keep) == "1") return;
+        for (const auto& d : dirs_) {
+            std::error_code ec;
+            std::filesystem::remove_all(d, ec);
+        }
+    }
+
+private:
+    std::vector<std::filesystem::path> dirs_;
+};
+
 inline std::filesystem::path make_temp_dir(const std::string& tag) {
     std::string templ = (std::filesystem::temp_directory_path() / ("multilora-" + tag + "-XXXXXX")).string();
     char* made = mkdtemp(templ.data());
-    return made ? std::filesystem::path(made) : std::filesystem::path();
+    if (!made) return std::filesystem::path();
+    TempDirRegistry::instance().add(made);
+    return std::filesystem::path(made);
 }
 
 // The tiny model, written once per test binary by `multilora make-tiny`.
