@@ -6,6 +6,7 @@
 #include <sstream>
 
 #include "multilora/eval/text_util.h"
+#include "multilora/util/html.h"
 
 using nlohmann::json;
 

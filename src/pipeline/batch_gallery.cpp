@@ -4,6 +4,7 @@
 #include <filesystem>
 
 #include "multilora/io/atomic_file.h"
+#include "multilora/util/html.h"
 
 namespace fs = std::filesystem;
 
@@ -40,22 +41,6 @@ figure{margin:0 0 4px 0}figcaption{font-size:.75em;color:#555}.id{font-family:mo
 )";
 
 }  // namespace
-
-std::string html_escape(const std::string& s) {
-    std::string out;
-    out.reserve(s.size());
-    for (char c : s) {
-        switch (c) {
-            case '&': out += "&amp;"; break;
-            case '<': out += "&lt;"; break;
-            case '>': out += "&gt;"; break;
-            case '"': out += "&quot;"; break;
-            case '\'': out += "&#39;"; break;
-            default: out += c;
-        }
-    }
-    return out;
-}
 
 std::string gallery_plan_path(const BatchConfig& c) { return (fs::path(c.out) / c.style / "plan.json").string(); }
 

@@ -1,4 +1,4 @@
-// Small text helpers of the evaluation code: base64, HTML escaping, secret redaction, number formatting.
+// Small text helpers of the evaluation code: base64, secret redaction, number formatting.
 #pragma once
 
 #include <string>
@@ -8,9 +8,6 @@ namespace multilora::eval {
 
 // Standard base64 (RFC 4648, with '=' padding, no line breaks).
 std::string base64_encode(std::string_view bytes);
-
-// Escapes & < > " ' for HTML text and attribute values.
-std::string html_escape(std::string_view text);
 
 // Replaces every occurrence of `secret` in `text` with "[redacted]" (no-op for an empty secret).
 std::string redact(std::string text, std::string_view secret);

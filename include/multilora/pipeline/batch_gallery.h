@@ -20,6 +20,4 @@ nlohmann::ordered_json gallery_plan(const BatchConfig& config, const BatchPlan& 
 // exist. Deterministic: the same files give the same bytes.
 std::string render_gallery(const std::string& out_dir);
 
-std::string html_escape(const std::string& s);
-
 }  // namespace multilora::pipeline
