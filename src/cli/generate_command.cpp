@@ -19,6 +19,7 @@
 #include "multilora/pipeline/model_loader.h"
 #include "multilora/pipeline/runtime.h"
 #include "multilora/sampling/scheduler.h"
+#include "multilora/util/clock.h"
 #include "multilora/util/error.h"
 #include "multilora/util/version.h"
 
@@ -41,23 +42,6 @@ struct GenerateOptions {
     std::string switch_schedule = "paper";
     int max_batch_rows = 0;
 };
-
-std::string iso_time_now() {
-    std::time_t t = std::time(nullptr);
-    char buf[32];
-    std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", std::gmtime(&t));
-    return buf;
-}
-
-double seconds_since(std::chrono::steady_clock::time_point t0) {
-    return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-}
-
-nlohmann::json hashed_files(const std::vector<std::string>& paths) {
-    nlohmann::json out = nlohmann::json::array();
-    for (const auto& p : paths) out.push_back({{"path", p}, {"sha256", pipeline::file_sha256(p)}});
-    return out;
-}
 
 void run_generate(const GenerateOptions& o) {
     pipeline::GenerationRequest request = o.request;
@@ -102,14 +86,14 @@ void run_generate(const GenerateOptions& o) {
     progress.finish();
     if (adapters) adapters->clear();
 
-    nlohmann::json files = hashed_files(model.model_files);
+    nlohmann::json files = pipeline::hashed_files(model.model_files);
     const std::string model_hash = files.empty() ? std::string(64, '0') : files[0]["sha256"].get<std::string>();
     const std::string model_name = fs::path(o.load.model_path).filename().replace_extension().string();
     auto scheduler = sampling::make_scheduler(request.scheduler, model.scheduler_config);
 
     nlohmann::json manifest;
     manifest["tool"] = {{"name", "multilora"}, {"version", multilora::version()}, {"command", "generate"}};
-    manifest["created"] = iso_time_now();
+    manifest["created"] = utc_timestamp();
     manifest["settings"] = {
         {"prompt", request.prompt},
         {"negative_prompt", request.negative_prompt},
@@ -131,7 +115,7 @@ void run_generate(const GenerateOptions& o) {
     manifest["model"] = {
         {"layout", model.layout},
         {"files", files},
-        {"vae_files", hashed_files(model.vae_files)},
+        {"vae_files", pipeline::hashed_files(model.vae_files)},
         {"tokenizer", model.tokenizer_source},
         {"unused_tensor_count", model.unused_tensors.size()},
         {"unet_config", model.unet->config().to_json()},

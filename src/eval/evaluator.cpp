@@ -27,6 +27,7 @@
 #include "multilora/eval/text_util.h"
 #include "multilora/io/atomic_file.h"
 #include "multilora/io/sha256.h"
+#include "multilora/util/clock.h"
 #include "multilora/util/error.h"
 #include "multilora/util/version.h"
 
@@ -36,15 +37,6 @@ using nlohmann::json;
 namespace multilora::eval {
 
 namespace {
-
-std::string utc_now() {
-    std::time_t t = std::time(nullptr);
-    std::tm tm{};
-    gmtime_r(&t, &tm);
-    char buf[32];
-    std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tm);
-    return buf;
-}
 
 std::string trim(std::string s) {
     while (!s.empty() && std::isspace(static_cast<unsigned char>(s.back()))) s.pop_back();
@@ -381,7 +373,7 @@ EvalOutcome run_evaluation(const EvalOptions& o) {
                 } catch (const std::exception& e) {
                     judgement["status"] = "failed";
                     judgement["error"] = e.what();
-                    judgement["time"] = utc_now();
+                    judgement["time"] = utc_timestamp();
                     append(judgement, client);
                     ++failed;
                     continue;
@@ -403,7 +395,7 @@ EvalOutcome run_evaluation(const EvalOptions& o) {
                         const HttpAttempt& a = r.attempts[t];
                         json ex = fields;
                         ex["type"] = "exchange";
-                        ex["time"] = utc_now();
+                        ex["time"] = utc_timestamp();
                         ex["fingerprint"] = j.fingerprint;
                         ex["attempt"] = attempt;
                         ex["try"] = a.index;
@@ -439,7 +431,7 @@ EvalOutcome run_evaluation(const EvalOptions& o) {
                         judgement["answer"] = client.redact(answer.text);
                         judgement["attempts"] = attempt;
                         if (!answer.usage.is_null()) judgement["usage"] = answer.usage;
-                        judgement["time"] = utc_now();
+                        judgement["time"] = utc_timestamp();
                         append(judgement, client);
                         {
                             std::lock_guard<std::mutex> lock(mu);
@@ -465,7 +457,7 @@ EvalOutcome run_evaluation(const EvalOptions& o) {
                     judgement["status"] = "failed";
                     judgement["error"] = client.redact(last_error);
                     judgement["attempts"] = attempt;
-                    judgement["time"] = utc_now();
+                    judgement["time"] = utc_timestamp();
                     append(judgement, client);
                     ++failed;
                     size_t d = ++done;
@@ -569,7 +561,7 @@ EvalOutcome run_evaluation(const EvalOptions& o) {
                 json line = {{"style", s.style},     {"k", s.k},         {"lora_ids", s.lora_ids},
                              {"method", it.method},  {"image", it.png},  {"sha256", sha_of(it.png)},
                              {"clip_model", scorer->identity()}, {"text", it.text}, {"score", v},
-                             {"fingerprint", it.fingerprint}, {"time", utc_now()}};
+                             {"fingerprint", it.fingerprint}, {"time", utc_timestamp()}};
                 io::append_line_durable(clip_log.string(), line.dump());
             }
             spdlog::info("CLIPScore: {}/{}", end, todo.size());
@@ -624,7 +616,7 @@ EvalOutcome run_evaluation(const EvalOptions& o) {
     json agg = aggregate_judgements(pairs, o.base, compares);
     json summary;
     summary["run"] = o.run_dir;
-    summary["created"] = utc_now();
+    summary["created"] = utc_timestamp();
     summary["multilora_version"] = multilora::version();
     summary["base"] = o.base;
     summary["compare"] = compares;

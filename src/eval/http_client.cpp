@@ -5,6 +5,7 @@
 #include <chrono>
 #include <mutex>
 
+#include "multilora/util/clock.h"
 #include "multilora/util/error.h"
 #include "multilora/util/version.h"
 
@@ -82,7 +83,7 @@ HttpResponse HttpClient::post(const std::string& url, const std::vector<std::str
     curl_easy_setopt(c, CURLOPT_ACCEPT_ENCODING, "");
     auto t0 = std::chrono::steady_clock::now();
     CURLcode code = curl_easy_perform(c);
-    r.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    r.seconds = seconds_since(t0);
     curl_slist_free_all(list);
     if (code != CURLE_OK) {
         r.transport_error = static_cast<int>(code);

@@ -11,6 +11,7 @@
 #include <chrono>
 #include <ctime>
 #include <filesystem>
+#include <functional>
 #include <memory>
 #include <set>
 
@@ -27,6 +28,7 @@
 #include "multilora/pipeline/runtime.h"
 #include "multilora/sampling/lora_composition.h"
 #include "multilora/sampling/scheduler.h"
+#include "multilora/util/clock.h"
 #include "multilora/util/error.h"
 #include "multilora/util/version.h"
 
@@ -36,17 +38,6 @@ namespace multilora::pipeline {
 namespace {
 
 using ojson = nlohmann::ordered_json;
-
-std::string iso_time_now() {
-    std::time_t t = std::time(nullptr);
-    char buf[32];
-    std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", std::gmtime(&t));
-    return buf;
-}
-
-double seconds_since(std::chrono::steady_clock::time_point t0) {
-    return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-}
 
 std::string host_name() {
     char buf[256] = {0};
@@ -132,12 +123,6 @@ private:
     int64_t next_ = 0;
 };
 
-nlohmann::json hashed_files(const std::vector<std::string>& paths) {
-    nlohmann::json out = nlohmann::json::array();
-    for (const auto& p : paths) out.push_back({{"path", p}, {"sha256", file_sha256(p)}});
-    return out;
-}
-
 std::string model_display_name(const std::string& path) {
     fs::path p = fs::path(path).lexically_normal();
     if (p.filename().empty()) p = p.parent_path();
@@ -145,6 +130,21 @@ std::string model_display_name(const std::string& path) {
 }
 
 std::string batch_log_path(const BatchConfig& c) { return (fs::path(c.out) / "batch.jsonl").string(); }
+
+// Calls `use` with each line of batch.jsonl's text. A line that is not JSON, or whose fields have the wrong
+// types (`use` throws), is skipped: a killed run can leave a torn last line.
+void for_each_log_record(const std::string& text, const std::function<void(const nlohmann::json&)>& use) {
+    size_t start = 0;
+    while (start < text.size()) {
+        size_t end = text.find('\n', start);
+        std::string line = text.substr(start, end == std::string::npos ? std::string::npos : end - start);
+        start = end == std::string::npos ? text.size() : end + 1;
+        try {
+            use(nlohmann::json::parse(line));
+        } catch (const std::exception&) {
+        }
+    }
+}
 
 std::vector<const PlanSet*> shard_sets(const BatchPlan& plan, const Shard& shard) {
     std::vector<const PlanSet*> out;
@@ -224,7 +224,7 @@ std::string stale_message(const BatchConfig& c, const BatchPlan& plan, const Sur
 // The fields every batch.jsonl line carries, in their fixed order.
 ojson log_line(const BatchConfig& c, const PlanImage& im, const std::string& png_sha256) {
     ojson line;
-    line["time"] = iso_time_now();
+    line["time"] = utc_timestamp();
     line["style"] = c.style;
     line["k"] = im.k;
     line["set_index"] = im.set_index;
@@ -241,20 +241,10 @@ void reconcile_log(const BatchConfig& c, const BatchPlan& plan, const Survey& sv
     const std::string path = batch_log_path(c);
     std::set<std::string> logged;
     std::error_code ec;
-    if (fs::is_regular_file(path, ec)) {
-        std::string text = io::read_file(path);
-        size_t start = 0;
-        while (start < text.size()) {
-            size_t end = text.find('\n', start);
-            std::string line = text.substr(start, end == std::string::npos ? std::string::npos : end - start);
-            start = end == std::string::npos ? text.size() : end + 1;
-            try {
-                auto j = nlohmann::json::parse(line);
-                logged.insert(j.value("png", "") + " " + j.value("png_sha256", ""));
-            } catch (const std::exception&) {
-            }
-        }
-    }
+    if (fs::is_regular_file(path, ec))
+        for_each_log_record(io::read_file(path), [&](const nlohmann::json& j) {
+            logged.insert(j.value("png", "") + " " + j.value("png_sha256", ""));
+        });
     int added = 0;
     for (size_t i : sv.images) {
         const ImageCheck& ch = sv.checks.at(i);
@@ -322,21 +312,13 @@ StepCost cost_from_log(const BatchConfig& c) {
     } catch (const std::exception&) {
         return cost;
     }
-    size_t start = 0;
-    while (start < text.size()) {
-        size_t end = text.find('\n', start);
-        std::string line = text.substr(start, end == std::string::npos ? std::string::npos : end - start);
-        start = end == std::string::npos ? text.size() : end + 1;
-        try {
-            auto j = nlohmann::json::parse(line);
-            if (!j.contains("step_s") || j.value("style", "") != c.style || j.value("width", 0) != c.width ||
-                j.value("height", 0) != c.height || j.value("dtype", "") != c.dtype || j.value("device", "") != c.device)
-                continue;
-            cost.observe(j.value("method", ""), j.value("k", 0), j.value("rows", 0), j["step_s"].get<double>(),
-                         j.value("overhead_s", 0.0));
-        } catch (const std::exception&) {
-        }
-    }
+    for_each_log_record(text, [&](const nlohmann::json& j) {
+        if (!j.contains("step_s") || j.value("style", "") != c.style || j.value("width", 0) != c.width ||
+            j.value("height", 0) != c.height || j.value("dtype", "") != c.dtype || j.value("device", "") != c.device)
+            return;
+        cost.observe(j.value("method", ""), j.value("k", 0), j.value("rows", 0), j["step_s"].get<double>(),
+                     j.value("overhead_s", 0.0));
+    });
     if (cost.samples) cost.source = "measured on " + std::to_string(cost.samples) + " image(s) in " + path;
     return cost;
 }

@@ -54,4 +54,10 @@ std::string file_sha256(const std::string& path) {
     return hash;
 }
 
+nlohmann::json hashed_files(const std::vector<std::string>& paths) {
+    nlohmann::json out = nlohmann::json::array();
+    for (const auto& p : paths) out.push_back({{"path", p}, {"sha256", file_sha256(p)}});
+    return out;
+}
+
 }  // namespace multilora::pipeline

@@ -7,16 +7,10 @@
 #include "multilora/pipeline/model_loader.h"
 #include "multilora/pipeline/runtime.h"
 #include "multilora/sampling/scheduler.h"
+#include "multilora/util/clock.h"
 #include "multilora/util/error.h"
 
 namespace multilora::pipeline {
-namespace {
-
-double seconds_since(std::chrono::steady_clock::time_point t0) {
-    return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-}
-
-}  // namespace
 
 void validate_request(const GenerationRequest& r) {
     if (r.width <= 0 || r.height <= 0 || r.width % 8 != 0 || r.height % 8 != 0)
