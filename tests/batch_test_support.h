@@ -35,22 +35,6 @@ inline BatchDir tiny_batch(const std::string& tag, const std::function<void(nloh
     return d;
 }
 
-// Runs `[ENV] [timeout -s KILL SECONDS] multilora ARGS` through the shell. exit_code is -1 or 137 when killed.
-inline CommandResult run_multilora_env(const std::string& env, const std::string& args, double kill_after_s = 0) {
-    std::string cmd = env + (env.empty() ? "" : " ");
-    if (kill_after_s > 0) cmd += "timeout -s KILL " + std::to_string(kill_after_s) + " ";
-    cmd += std::string(ML_BINARY_PATH) + " " + args + " 2>&1";
-    CommandResult r;
-    FILE* pipe = popen(cmd.c_str(), "r");
-    if (!pipe) return r;
-    std::array<char, 4096> buf{};
-    size_t n;
-    while ((n = fread(buf.data(), 1, buf.size(), pipe)) > 0) r.output.append(buf.data(), n);
-    int status = pclose(pipe);
-    r.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-    return r;
-}
-
 inline std::string batch_args(const BatchDir& d, const std::string& extra = "") {
     return "batch " + d.config.string() + " --threads 1 --no-progress" + (extra.empty() ? "" : " " + extra);
 }

@@ -20,10 +20,12 @@ struct CommandResult {
     std::string output;  // stdout and stderr together
 };
 
-// Runs `multilora ARGS` through the shell (arguments are passed as written), single-threaded so that
-// parallel ctest jobs do not fight over the two cores.
-inline CommandResult run_multilora(const std::string& args) {
-    std::string cmd = std::string(ML_BINARY_PATH) + " " + args + " 2>&1";
+// Runs `[ENV] [timeout -s KILL SECONDS] multilora ARGS` through the shell (arguments are passed as
+// written). exit_code is -1 or 137 when killed.
+inline CommandResult run_multilora_env(const std::string& env, const std::string& args, double kill_after_s = 0) {
+    std::string cmd = env + (env.empty() ? "" : " ");
+    if (kill_after_s > 0) cmd += "timeout -s KILL " + std::to_string(kill_after_s) + " ";
+    cmd += std::string(ML_BINARY_PATH) + " " + args + " 2>&1";
     CommandResult r;
     FILE* pipe = popen(cmd.c_str(), "r");
     if (!pipe) return r;
@@ -34,6 +36,9 @@ inline CommandResult run_multilora(const std::string& args) {
     r.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
     return r;
 }
+
+// Runs `multilora ARGS` through the shell (arguments are passed as written).
+inline CommandResult run_multilora(const std::string& args) { return run_multilora_env("", args); }
 
 inline std::string read_bytes(const std::filesystem::path& p) {
     std::ifstream in(p, std::ios::binary);
