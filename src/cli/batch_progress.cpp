@@ -10,13 +10,6 @@
 namespace multilora::cli {
 namespace {
 
-std::string bar(int done, int total, int width) {
-    int filled = total > 0 ? static_cast<int>(int64_t(done) * width / total) : width;
-    std::string b(std::clamp(filled, 0, width), '#');
-    b.resize(width, '.');
-    return b;
-}
-
 std::string eta_text(double s) { return s < 0 ? std::string("--:--") : format_duration(s); }
 
 std::string join_ids(const std::vector<std::string>& ids) {
@@ -34,7 +27,7 @@ BatchProgress::~BatchProgress() { finish(); }
 
 std::string BatchProgress::overall_line(double eta_s) const {
     char buf[256];
-    std::snprintf(buf, sizeof buf, "batch [%s] %d/%d images  ETA %s", bar(done_, shard_total_, 30).c_str(), done_,
+    std::snprintf(buf, sizeof buf, "batch [%s] %d/%d images  ETA %s", progress_bar(done_, shard_total_, 30).c_str(), done_,
                   shard_total_, eta_text(eta_s).c_str());
     return buf;
 }
@@ -74,7 +67,7 @@ void BatchProgress::step(int step, int total, double seconds) {
     double eta = image_eta_start_ < 0 ? -1 : std::max(image_eta, image_eta_start_ - image_elapsed_);
     if (tty_) {
         char buf[512];
-        std::snprintf(buf, sizeof buf, "  %s [%s] %d/%d  %.2f s/it  ETA %s", label_.c_str(), bar(done, total, 20).c_str(),
+        std::snprintf(buf, sizeof buf, "  %s [%s] %d/%d  %.2f s/it  ETA %s", label_.c_str(), progress_bar(done, total, 20).c_str(),
                       done, total, per_it, format_duration(image_eta).c_str());
         draw(overall_line(eta), buf);
     } else {

@@ -2,7 +2,9 @@
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <cmath>
+#include <cstdint>
 #include <cstdio>
 
 namespace multilora::cli {
@@ -13,6 +15,13 @@ std::string format_duration(double seconds) {
     if (s >= 3600) std::snprintf(buf, sizeof buf, "%ld:%02ld:%02ld", s / 3600, (s / 60) % 60, s % 60);
     else std::snprintf(buf, sizeof buf, "%ld:%02ld", s / 60, s % 60);
     return buf;
+}
+
+std::string progress_bar(int done, int total, int width) {
+    int filled = total > 0 ? static_cast<int>(int64_t(done) * width / total) : width;
+    std::string b(std::clamp(filled, 0, width), '#');
+    b.resize(width, '.');
+    return b;
 }
 
 StepProgress::StepProgress(std::string label, bool enabled)
@@ -27,11 +36,7 @@ void StepProgress::update(int step, int total, double step_seconds) {
     const double per_it = elapsed_ / done;
     const double eta = per_it * (total - done);
     if (tty_) {
-        const int width = 30;
-        int filled = total > 0 ? done * width / total : width;
-        std::string bar(filled, '#');
-        bar.resize(width, '.');
-        std::fprintf(stderr, "\r%s [%s] %d/%d  %.2f s/it  ETA %s ", label_.c_str(), bar.c_str(), done, total, per_it,
+        std::fprintf(stderr, "\r%s [%s] %d/%d  %.2f s/it  ETA %s ", label_.c_str(), progress_bar(done, total, 30).c_str(), done, total, per_it,
                      format_duration(eta).c_str());
         open_line_ = true;
         if (done == total) finish();

@@ -23,4 +23,7 @@ private:
 
 std::string format_duration(double seconds);
 
+// "#####....." of `width` characters, filled in proportion to done/total (full when total is 0).
+std::string progress_bar(int done, int total, int width);
+
 }  // namespace multilora::cli
