@@ -232,9 +232,9 @@ json run_benchmark(const BenchOptions& opt) {
                 if (model.device.is_cuda()) torch::cuda::synchronize();
             }));
         report["vae_decode"] = stats(dec_times);
-        report["generation_peak_rss_bytes"] = peak_rss_bytes();
-        report["generation_rss_over_weights"] =
-            static_cast<double>(peak_rss_bytes()) / static_cast<double>(weight_bytes);
+        const int64_t generation_peak = peak_rss_bytes();
+        report["generation_peak_rss_bytes"] = generation_peak;
+        report["generation_rss_over_weights"] = static_cast<double>(generation_peak) / static_cast<double>(weight_bytes);
         release_free_memory();
     }
     for (int rank : opt.ranks) {
@@ -306,8 +306,9 @@ json run_benchmark(const BenchOptions& opt) {
     }
     report["ratios"] = ratios;
     // Peak since the plain steps, LoRA cases included (Composite k=5 runs 10 rows per step).
-    report["peak_rss_bytes"] = peak_rss_bytes();
-    report["rss_over_weights"] = static_cast<double>(peak_rss_bytes()) / static_cast<double>(weight_bytes);
+    const int64_t run_peak = peak_rss_bytes();
+    report["peak_rss_bytes"] = run_peak;
+    report["rss_over_weights"] = static_cast<double>(run_peak) / static_cast<double>(weight_bytes);
     report["machine"] = runtime_info();
     report["machine"]["threads"] = threads;
     return report;
