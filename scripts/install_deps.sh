@@ -5,7 +5,7 @@
 set -euo pipefail
 
 PACKAGES=(
-  build-essential cmake pkg-config
+  build-essential cmake pkg-config python3
   libtorch-dev libopenblas0-openmp zlib1g-dev
   libcli11-dev nlohmann-json3-dev libspdlog-dev libstb-dev libgtest-dev libcurl4-openssl-dev
 )

@@ -9,11 +9,10 @@
 #include "multilora/lora/adapter_set.h"
 #include "multilora/pipeline/generation.h"
 #include "multilora/pipeline/model_loader.h"
-#include "multilora/sampling/lora_composition.h"
+#include "multilora/compose/registry.h"
 
 namespace fs = std::filesystem;
 using namespace multilora;
-using sampling::CompositionMethod;
 
 namespace {
 
@@ -33,16 +32,12 @@ std::unique_ptr<lora::AdapterSet> attach(pipeline::StableDiffusionModel& m, cons
                                               m.device);
 }
 
-pipeline::GenerationResult run(pipeline::StableDiffusionModel& m, lora::AdapterSet* adapters, CompositionMethod method,
+pipeline::GenerationResult run(pipeline::StableDiffusionModel& m, lora::AdapterSet* adapters, const std::string& method,
                                const std::vector<int>& slots, const pipeline::GenerationRequest& request) {
-    sampling::CompositionSettings s;
-    s.method = method;
-    s.switch_interval = 1;
-    s.slots = slots;
-    sampling::LoraComposer composer(m, adapters, s);
-    auto result = pipeline::generate(
-        m, request, {}, [&](const pipeline::NoiseContext& c) { return composer.predict(c); },
-        [&] { return composer.encode(request); });
+    compose::MethodArgs args = compose::default_args(method);
+    if (method == "switch") args.set_text("tau", "1", "test");
+    auto composer = compose::registry().create(method, {pipeline::model_parts(m), adapters, slots, args});
+    auto result = pipeline::generate(m, request, composer.get());
     adapters->clear();
     return result;
 }
@@ -64,7 +59,7 @@ TEST(BatchCompose, ExplicitSlotsEqualAttachingOnlyThoseLoras) {
     auto model = load_tiny();
     auto all = attach(model, {"tiny-character", "tiny-peft", "tiny-style", "tiny-object"});
     auto request = tiny_request("a fox");
-    for (auto method : {CompositionMethod::Merge, CompositionMethod::Switch, CompositionMethod::Composite}) {
+    for (std::string method : {"merge", "switch", "composite"}) {
         at::Tensor subset = run(model, all.get(), method, {0, 3}, request).latents;
         at::Tensor other = run(model, all.get(), method, {0, 2}, request).latents;
         all.reset();
@@ -72,14 +67,12 @@ TEST(BatchCompose, ExplicitSlotsEqualAttachingOnlyThoseLoras) {
         at::Tensor alone = run(model, two.get(), method, {}, request).latents;
         two.reset();
         all = attach(model, {"tiny-character", "tiny-peft", "tiny-style", "tiny-object"});
-        EXPECT_TRUE(at::equal(subset, alone)) << sampling::method_name(method) << " max diff "
+        EXPECT_TRUE(at::equal(subset, alone)) << method << " max diff "
                                               << (subset - alone).abs().max().item<double>();
         EXPECT_GT((subset - other).abs().max().item<double>(), 1e-4) << "the slots were ignored";
     }
-    sampling::CompositionSettings bad;
-    bad.method = CompositionMethod::Merge;
-    bad.slots = {4};
-    EXPECT_THROW(sampling::LoraComposer(model, all.get(), bad), std::exception);
+    EXPECT_THROW(compose::registry().create("merge", {pipeline::model_parts(model), all.get(), {4}, compose::default_args("merge")}),
+                 std::exception);
 }
 
 TEST(BatchCompose, BatchImageIsGenerateFromTheSetsNoiseDraw) {
@@ -92,7 +85,7 @@ TEST(BatchCompose, BatchImageIsGenerateFromTheSetsNoiseDraw) {
     // k=2, set 2: tiny-character + tiny-object; its noise is draw 2 of the generator seeded with 111.
     auto request = tiny_request("a watercolor painting, tiny fox, red fur, paper lantern");
     request.initial_noise = pipeline::draw_initial_noise(111, 2, {1, 4, 8, 8});
-    auto expected = run(model, two.get(), CompositionMethod::Composite, {}, request);
+    auto expected = run(model, two.get(), "composite", {}, request);
     int w = 0, h = 0;
     auto got = io::decode_png_rgb(
         test::read_bytes(d.out / "tiny/2_elements/composite_tiny-character_tiny-object.png"), &w, &h);
@@ -102,15 +95,15 @@ TEST(BatchCompose, BatchImageIsGenerateFromTheSetsNoiseDraw) {
 
     // Draw 0 (what a plain --seed 111 run uses) gives another image: the draw index matters.
     request.initial_noise = at::Tensor();
-    auto plain = run(model, two.get(), CompositionMethod::Composite, {}, request);
+    auto plain = run(model, two.get(), "composite", {}, request);
     EXPECT_FALSE(got == plain.images.at(0));
     // And the three methods of one set start from the same noise: k=2 set 0 merge == generate with draw 0.
     two.reset();
     auto pair = attach(model, {"tiny-character", "tiny-peft"});
     auto r0 = tiny_request("a watercolor painting, tiny fox, red fur, blue scarf");
     r0.initial_noise = pipeline::draw_initial_noise(111, 0, {1, 4, 8, 8});
-    for (auto [method, name] : {std::pair{CompositionMethod::Merge, "merge"}, std::pair{CompositionMethod::Switch, "switch"},
-                                std::pair{CompositionMethod::Composite, "composite"}}) {
+    for (std::string name : {"merge", "switch", "composite"}) {
+        const std::string method = name;
         auto want = run(model, pair.get(), method, {}, r0);
         auto have = io::decode_png_rgb(
             test::read_bytes(d.out / "tiny/2_elements" / (std::string(name) + "_tiny-character_tiny-peft.png")), &w, &h);

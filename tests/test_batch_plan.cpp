@@ -6,8 +6,8 @@
 #include <fstream>
 #include <set>
 
-#include "multilora/pipeline/batch_config.h"
-#include "multilora/pipeline/batch_plan.h"
+#include "multilora/batch/config.h"
+#include "multilora/batch/plan.h"
 #include "multilora/util/error.h"
 #include "test_support.h"
 
@@ -19,16 +19,16 @@ namespace {
 
 fs::path configs_dir() { return fs::path(ML_SOURCE_DIR) / "configs"; }
 
-const pipeline::BatchConfig& shipped(const std::string& style) {
-    static std::map<std::string, std::unique_ptr<pipeline::BatchConfig>> cache;
+const batch::BatchConfig& shipped(const std::string& style) {
+    static std::map<std::string, std::unique_ptr<batch::BatchConfig>> cache;
     auto& slot = cache[style];
     if (!slot)
-        slot = std::make_unique<pipeline::BatchConfig>(
-            pipeline::load_batch_config((configs_dir() / ("composlora-" + style + ".json")).string()));
+        slot = std::make_unique<batch::BatchConfig>(
+            batch::load_batch_config((configs_dir() / ("composlora-" + style + ".json")).string()));
     return *slot;
 }
 
-std::vector<std::string> ids_of(const std::vector<const pipeline::LoraEntry*>& set) {
+std::vector<std::string> ids_of(const std::vector<const batch::LoraEntry*>& set) {
     std::vector<std::string> out;
     for (auto* e : set) out.push_back(e->id);
     return out;
@@ -69,7 +69,7 @@ fs::path write_config(const ordered_json& j, const std::string& tag, const order
 std::string config_error(const ordered_json& j, const ordered_json& info = {}) {
     fs::path p = write_config(j, "err", info);
     try {
-        pipeline::load_batch_config(p.string());
+        batch::load_batch_config(p.string());
     } catch (const UsageError& e) {
         return e.what();
     }
@@ -83,11 +83,11 @@ TEST(BatchEnumeration, ComposLoraCountsPerKAndStyle) {
         const auto& c = shipped(style);
         ASSERT_EQ(c.lora_info.categories.size(), 5u) << style;
         EXPECT_EQ(c.lora_info.categories[0].name, "character");
-        EXPECT_EQ(pipeline::enumerate_sets(c.lora_info, 2).size(), 24u) << style;
-        EXPECT_EQ(pipeline::enumerate_sets(c.lora_info, 3).size(), 72u) << style;
-        EXPECT_EQ(pipeline::enumerate_sets(c.lora_info, 4).size(), 96u) << style;
-        EXPECT_EQ(pipeline::enumerate_sets(c.lora_info, 5).size(), 48u) << style;
-        auto plan = pipeline::make_plan(c);
+        EXPECT_EQ(batch::enumerate_sets(c.lora_info, 2).size(), 24u) << style;
+        EXPECT_EQ(batch::enumerate_sets(c.lora_info, 3).size(), 72u) << style;
+        EXPECT_EQ(batch::enumerate_sets(c.lora_info, 4).size(), 96u) << style;
+        EXPECT_EQ(batch::enumerate_sets(c.lora_info, 5).size(), 48u) << style;
+        auto plan = batch::make_plan(c);
         EXPECT_EQ(plan.sets.size(), 240u);
         EXPECT_EQ(plan.images.size(), 720u);  // 3 methods x 1 seed
     }
@@ -106,7 +106,7 @@ TEST(BatchEnumeration, HandWorkedSetsAnime) {
     using V = std::vector<std::string>;
     // k=2: combinations of one other category (clothing, style, background, object), each a product
     // character x category with the last category turning fastest.
-    auto k2 = pipeline::enumerate_sets(info, 2);
+    auto k2 = batch::enumerate_sets(info, 2);
     EXPECT_EQ(ids_of(k2[0]), (V{"character_1", "clothing_1"}));
     EXPECT_EQ(ids_of(k2[1]), (V{"character_1", "clothing_2"}));
     EXPECT_EQ(ids_of(k2[2]), (V{"character_2", "clothing_1"}));
@@ -115,7 +115,7 @@ TEST(BatchEnumeration, HandWorkedSetsAnime) {
     EXPECT_EQ(ids_of(k2[12]), (V{"character_1", "background_1"}));
     EXPECT_EQ(ids_of(k2[23]), (V{"character_3", "object_2"}));
     // k=3: (clothing, style) first, 12 sets each; (clothing, background) from set 12; (background, object) last.
-    auto k3 = pipeline::enumerate_sets(info, 3);
+    auto k3 = batch::enumerate_sets(info, 3);
     EXPECT_EQ(ids_of(k3[0]), (V{"character_1", "clothing_1", "style_1"}));
     EXPECT_EQ(ids_of(k3[1]), (V{"character_1", "clothing_1", "style_2"}));
     EXPECT_EQ(ids_of(k3[2]), (V{"character_1", "clothing_2", "style_1"}));
@@ -124,12 +124,12 @@ TEST(BatchEnumeration, HandWorkedSetsAnime) {
     EXPECT_EQ(ids_of(k3[36]), (V{"character_1", "style_1", "background_1"}));
     EXPECT_EQ(ids_of(k3[71]), (V{"character_3", "background_2", "object_2"}));
     // k=4: (clothing, style, background), (clothing, style, object), ... 24 sets each.
-    auto k4 = pipeline::enumerate_sets(info, 4);
+    auto k4 = batch::enumerate_sets(info, 4);
     EXPECT_EQ(ids_of(k4[0]), (V{"character_1", "clothing_1", "style_1", "background_1"}));
     EXPECT_EQ(ids_of(k4[24]), (V{"character_1", "clothing_1", "style_1", "object_1"}));
     EXPECT_EQ(ids_of(k4[95]), (V{"character_3", "style_2", "background_2", "object_2"}));
     // k=5: one combination; 16 sets per character.
-    auto k5 = pipeline::enumerate_sets(info, 5);
+    auto k5 = batch::enumerate_sets(info, 5);
     EXPECT_EQ(ids_of(k5[0]), (V{"character_1", "clothing_1", "style_1", "background_1", "object_1"}));
     EXPECT_EQ(ids_of(k5[1]), (V{"character_1", "clothing_1", "style_1", "background_1", "object_2"}));
     EXPECT_EQ(ids_of(k5[16]), (V{"character_2", "clothing_1", "style_1", "background_1", "object_1"}));
@@ -139,7 +139,7 @@ TEST(BatchEnumeration, HandWorkedSetsAnime) {
 TEST(BatchEnumeration, HandWorkedPrompts) {
     {
         const auto& c = shipped("anime");
-        auto plan = pipeline::make_plan(c);
+        auto plan = batch::make_plan(c);
         const auto& first = plan.images[0];
         EXPECT_EQ(first.k, 2);
         EXPECT_EQ(first.method, "merge");
@@ -155,18 +155,18 @@ TEST(BatchEnumeration, HandWorkedPrompts) {
     }
     {
         const auto& c = shipped("reality");
-        auto k3 = pipeline::enumerate_sets(c.lora_info, 3);
+        auto k3 = batch::enumerate_sets(c.lora_info, 3);
         // Set 5 of k=3: character_2 (4..7 are character_2's), clothing_1, style_2.
-        EXPECT_EQ(pipeline::compose_prompt(c.prompt, k3[5]),
+        EXPECT_EQ(batch::compose_prompt(c.prompt, k3[5]),
                   "RAW photo, subject, 8k uhd, dslr, high quality, Fujifilm XT3, half-length portrait from knees up, "
                   "scarlett, short red hair, blue eyes, mahalaiuniform, white shirt short sleeves, black pencil skirt, "
                   "bright lighting");
-        auto k5 = pipeline::enumerate_sets(c.lora_info, 5);
-        EXPECT_EQ(pipeline::compose_prompt(c.prompt, k5[47]),
+        auto k5 = batch::enumerate_sets(c.lora_info, 5);
+        EXPECT_EQ(batch::compose_prompt(c.prompt, k5[47]),
                   "RAW photo, subject, 8k uhd, dslr, high quality, Fujifilm XT3, half-length portrait from knees up, "
                   "th3r0ck with no hair, muscular male, serious look on his face, school uniform, white shirt, red tie, "
                   "blue pleated microskirt, bright lighting, slg, river, forest, blow bubble gum");
-        auto plan = pipeline::make_plan(c);
+        auto plan = batch::make_plan(c);
         // Images: k, then set, then seed, then method; the noise draw is the set's index within its k.
         const auto& im = plan.images[(24 + 5) * 3 + 2];
         EXPECT_EQ(im.k, 3);
@@ -174,7 +174,7 @@ TEST(BatchEnumeration, HandWorkedPrompts) {
         EXPECT_EQ(im.noise_draw, 5);
         EXPECT_EQ(im.method, "composite");
         EXPECT_EQ(fs::path(im.png_path).filename(), "composite_character_2_clothing_1_style_2.png");
-        auto line = pipeline::plan_line(c, im);
+        auto line = batch::plan_line(c, im);
         EXPECT_EQ(line["style"], "reality");
         EXPECT_EQ(line["lora_ids"], ordered_json({"character_2", "clothing_1", "style_2"}));
         EXPECT_EQ(line["seed"], 111);
@@ -205,8 +205,8 @@ TEST(BatchEnumeration, ShippedConfigsCarryThePaperSettings) {
 }
 
 TEST(BatchEnumeration, ProductOrderAndEmptyTriggers) {
-    auto cfg = pipeline::load_batch_config(write_config(base_config(), "order").string());
-    auto k2 = pipeline::enumerate_sets(cfg.lora_info, 2);
+    auto cfg = batch::load_batch_config(write_config(base_config(), "order").string());
+    auto k2 = batch::enumerate_sets(cfg.lora_info, 2);
     ASSERT_EQ(k2.size(), 2u * 1 + 2u * 2);  // (style): 2x1, (object): 2x2
     using V = std::vector<std::string>;
     EXPECT_EQ(ids_of(k2[0]), (V{"c1", "s1"}));
@@ -215,9 +215,9 @@ TEST(BatchEnumeration, ProductOrderAndEmptyTriggers) {
     EXPECT_EQ(ids_of(k2[3]), (V{"c1", "o2"}));
     EXPECT_EQ(ids_of(k2[5]), (V{"c2", "o2"}));
     // A LoRA without triggers adds nothing; the separator rule is the paper's.
-    EXPECT_EQ(pipeline::compose_prompt("a photo", k2[2]), "a photo, c one");
-    EXPECT_EQ(pipeline::compose_prompt("a photo", k2[5]), "a photo, c two, tall, o two");
-    EXPECT_EQ(pipeline::enumerate_sets(cfg.lora_info, 3).size(), 2u * 1 * 2);
+    EXPECT_EQ(batch::compose_prompt("a photo", k2[2]), "a photo, c one");
+    EXPECT_EQ(batch::compose_prompt("a photo", k2[5]), "a photo, c two, tall, o two");
+    EXPECT_EQ(batch::enumerate_sets(cfg.lora_info, 3).size(), 2u * 1 * 2);
 }
 
 TEST(BatchConfig, RelativePathsResolveAgainstTheConfigFolder) {
@@ -227,7 +227,7 @@ TEST(BatchConfig, RelativePathsResolveAgainstTheConfigFolder) {
     // Load it from another working directory through a relative path.
     fs::path old = fs::current_path();
     fs::current_path(p.parent_path().parent_path());
-    auto cfg = pipeline::load_batch_config((p.parent_path().filename() / "config.json").string());
+    auto cfg = batch::load_batch_config((p.parent_path().filename() / "config.json").string());
     fs::current_path(old);
     const fs::path dir = p.parent_path();
     EXPECT_EQ(fs::path(cfg.model), dir / "model.safetensors");
@@ -237,7 +237,7 @@ TEST(BatchConfig, RelativePathsResolveAgainstTheConfigFolder) {
     EXPECT_EQ(cfg.lora_file("c1"), (dir / "loras" / "c1.safetensors").string());
     // Absolute paths stay as they are.
     j["model"] = "/abs/model.safetensors";
-    auto cfg2 = pipeline::load_batch_config(write_config(j, "abs").string());
+    auto cfg2 = batch::load_batch_config(write_config(j, "abs").string());
     EXPECT_EQ(cfg2.model, "/abs/model.safetensors");
 }
 
@@ -343,8 +343,8 @@ TEST(BatchConfig, LoraInfoErrorsNameTheFileAndEntry) {
 TEST(BatchConfig, SeveralSeedsGetTheirOwnFileNames) {
     auto j = base_config();
     j["seeds"] = {111, 7};
-    auto cfg = pipeline::load_batch_config(write_config(j, "seeds").string());
-    auto plan = pipeline::make_plan(cfg);
+    auto cfg = batch::load_batch_config(write_config(j, "seeds").string());
+    auto plan = batch::make_plan(cfg);
     ASSERT_EQ(plan.images.size(), (6u + 4u) * 2 * 3);
     EXPECT_EQ(fs::path(plan.images[0].png_path).filename(), "merge_c1_s1_seed111.png");
     EXPECT_EQ(fs::path(plan.images[3].png_path).filename(), "merge_c1_s1_seed7.png");
@@ -357,12 +357,12 @@ TEST(BatchConfig, SeveralSeedsGetTheirOwnFileNames) {
 
 TEST(BatchShards, UnionIsThePlanWithNoOverlap) {
     const auto& c = shipped("anime");
-    auto plan = pipeline::make_plan(c);
+    auto plan = batch::make_plan(c);
     for (int n : {1, 2, 3, 7, 16, 240, 1000}) {
         std::vector<int> owner(plan.images.size(), -1);
         std::vector<int> per_shard(n, 0);
         for (int i = 0; i < n; ++i) {
-            pipeline::Shard shard{i, n};
+            batch::Shard shard{i, n};
             for (const auto& s : plan.sets)
                 if (shard.contains(s))
                     for (size_t im : s.images) {
@@ -380,7 +380,7 @@ TEST(BatchShards, UnionIsThePlanWithNoOverlap) {
     for (int i = 0; i < 4; ++i) {
         std::map<int, int> per_k;
         for (const auto& s : plan.sets)
-            if (pipeline::Shard{i, 4}.contains(s)) ++per_k[s.k];
+            if (batch::Shard{i, 4}.contains(s)) ++per_k[s.k];
         EXPECT_EQ(per_k[2], 6);
         EXPECT_EQ(per_k[3], 18);
         EXPECT_EQ(per_k[4], 24);
@@ -389,30 +389,30 @@ TEST(BatchShards, UnionIsThePlanWithNoOverlap) {
 }
 
 TEST(BatchShards, ParsingAndSlurmDefaults) {
-    auto s = pipeline::parse_shard("2/5");
+    auto s = batch::parse_shard("2/5");
     EXPECT_EQ(s.index, 2);
     EXPECT_EQ(s.count, 5);
     for (const char* bad : {"5/5", "-1/3", "1", "a/b", "1/0", "/3", "1/"})
-        EXPECT_THROW(pipeline::parse_shard(bad), UsageError) << bad;
+        EXPECT_THROW(batch::parse_shard(bad), UsageError) << bad;
 
     unsetenv("SLURM_ARRAY_TASK_ID");
     unsetenv("SLURM_ARRAY_TASK_COUNT");
     unsetenv("SLURM_ARRAY_TASK_MIN");
     unsetenv("SLURM_ARRAY_TASK_STEP");
-    EXPECT_EQ(pipeline::shard_from_environment().count, 1);
+    EXPECT_EQ(batch::shard_from_environment().count, 1);
     setenv("SLURM_ARRAY_TASK_ID", "3", 1);
     setenv("SLURM_ARRAY_TASK_COUNT", "4", 1);
-    auto e = pipeline::shard_from_environment();
+    auto e = batch::shard_from_environment();
     EXPECT_EQ(e.index, 3);
     EXPECT_EQ(e.count, 4);
     // --array=1-4: ids start at 1.
     setenv("SLURM_ARRAY_TASK_MIN", "1", 1);
-    e = pipeline::shard_from_environment();
+    e = batch::shard_from_environment();
     EXPECT_EQ(e.index, 2);
     setenv("SLURM_ARRAY_TASK_ID", "9", 1);
-    EXPECT_THROW(pipeline::shard_from_environment(), UsageError);
+    EXPECT_THROW(batch::shard_from_environment(), UsageError);
     unsetenv("SLURM_ARRAY_TASK_COUNT");
-    EXPECT_THROW(pipeline::shard_from_environment(), UsageError);
+    EXPECT_THROW(batch::shard_from_environment(), UsageError);
     unsetenv("SLURM_ARRAY_TASK_ID");
     unsetenv("SLURM_ARRAY_TASK_MIN");
 }

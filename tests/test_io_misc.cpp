@@ -15,6 +15,7 @@
 #include "multilora/io/atomic_file.h"
 #include "multilora/io/sha256.h"
 #include "multilora/util/error.h"
+#include "test_support.h"
 
 namespace fs = std::filesystem;
 using multilora::RuntimeError;
@@ -22,22 +23,11 @@ using namespace multilora::io;
 
 namespace {
 
-class TempDir {
-public:
-    TempDir() {
-        std::string tmpl = (fs::temp_directory_path() / "ml_io_misc_XXXXXX").string();
-        if (!::mkdtemp(tmpl.data())) throw std::runtime_error("mkdtemp failed");
-        path_ = tmpl;
-    }
-    ~TempDir() {
-        std::error_code ec;
-        fs::remove_all(path_, ec);
-    }
-    std::string file(const std::string& name) const { return (path_ / name).string(); }
-    const fs::path& path() const { return path_; }
-
-private:
-    fs::path path_;
+// A fresh folder per test (test_support.h removes it at exit).
+struct TempDir {
+    fs::path root = multilora::test::make_temp_dir("io_misc");
+    std::string file(const std::string& name) const { return (root / name).string(); }
+    const fs::path& path() const { return root; }
 };
 
 size_t entries_in(const fs::path& dir) {

@@ -16,6 +16,7 @@
 #include "multilora/io/atomic_file.h"
 #include "multilora/io/safetensors.h"
 #include "multilora/util/error.h"
+#include "test_support.h"
 
 namespace fs = std::filesystem;
 using multilora::RuntimeError;
@@ -23,22 +24,11 @@ using multilora::io::SafetensorsFile;
 
 namespace {
 
-class TempDir {
-public:
-    TempDir() {
-        std::string tmpl = (fs::temp_directory_path() / "ml_io_st_XXXXXX").string();
-        if (!::mkdtemp(tmpl.data())) throw std::runtime_error("mkdtemp failed");
-        path_ = tmpl;
-    }
-    ~TempDir() {
-        std::error_code ec;
-        fs::remove_all(path_, ec);
-    }
-    std::string file(const std::string& name) const { return (path_ / name).string(); }
-    const fs::path& path() const { return path_; }
-
-private:
-    fs::path path_;
+// A fresh folder per test (test_support.h removes it at exit).
+struct TempDir {
+    fs::path root = multilora::test::make_temp_dir("io_st");
+    std::string file(const std::string& name) const { return (root / name).string(); }
+    const fs::path& path() const { return root; }
 };
 
 void write_bytes(const std::string& path, const std::string& bytes) {

@@ -8,19 +8,19 @@
 #include "multilora/lora/layer_adapters.h"
 #include "multilora/pipeline/generation.h"
 #include "multilora/pipeline/model_loader.h"
-#include "multilora/pipeline/tiny_model.h"
-#include "multilora/sampling/lora_composition.h"
+#include "multilora/bench/tiny_model.h"
+#include "multilora/compose/registry.h"
+#include "multilora/compose/switch.h"
 #include "test_support.h"
 
 namespace fs = std::filesystem;
 using namespace multilora;
-using sampling::CompositionMethod;
 
 namespace {
 
 struct TinyWorld {
     fs::path dir;
-    pipeline::TinyModelPaths paths;
+    bench::TinyModelPaths paths;
 };
 
 const TinyWorld& world() {
@@ -28,7 +28,7 @@ const TinyWorld& world() {
         at::set_num_threads(1);
         TinyWorld t;
         t.dir = test::make_temp_dir("lora");
-        t.paths = pipeline::make_tiny_model(t.dir.string());
+        t.paths = bench::make_tiny_model(t.dir.string());
         return t;
     }();
     return w;
@@ -51,18 +51,41 @@ pipeline::GenerationRequest small_request() {
     return r;
 }
 
-at::Tensor run(pipeline::StableDiffusionModel& model, lora::AdapterSet* adapters, CompositionMethod method,
+std::unique_ptr<compose::CompositionMethod> make_method(pipeline::StableDiffusionModel& model, lora::AdapterSet* adapters,
+                                                        const std::string& method,
+                                                        const std::vector<std::string>& args = {}) {
+    compose::MethodArgs a = compose::default_args(method);
+    for (const auto& text : args) {
+        auto [k, v] = compose::split_assignment(text, "test");
+        a.set_text(k, v, "test");
+    }
+    return compose::registry().create(method, {pipeline::model_parts(model), adapters, {}, a});
+}
+
+at::Tensor run(pipeline::StableDiffusionModel& model, lora::AdapterSet* adapters, const std::string& method,
                int interval = 5, pipeline::GenerationRequest request = small_request()) {
-    sampling::CompositionSettings settings;
-    settings.method = method;
-    settings.switch_interval = interval;
-    sampling::LoraComposer composer(model, adapters, settings);
-    auto result = pipeline::generate(
-        model, request, {}, [&](const pipeline::NoiseContext& c) { return composer.predict(c); },
-        [&] { return composer.encode(request); });
+    auto composer = make_method(model, adapters, method,
+                                method == "switch" ? std::vector<std::string>{"tau=" + std::to_string(interval)}
+                                                   : std::vector<std::string>{});
+    auto result = pipeline::generate(model, request, composer.get());
     if (adapters) adapters->clear();
     return result.latents;
 }
+
+// A method whose steps are computed by a test function, with another method's prompt encoding.
+class ManualSteps final : public compose::CompositionMethod {
+public:
+    using Step = std::function<at::Tensor(const compose::StepContext&)>;
+    ManualSteps(std::unique_ptr<compose::CompositionMethod> encoder, Step step)
+        : encoder_(std::move(encoder)), step_(std::move(step)) {}
+    text::EncodedPrompts encode(const compose::PromptText& t) override { return encoder_->encode(t); }
+    at::Tensor predict(const compose::StepContext& c) override { return step_(c); }
+    nlohmann::json record() const override { return {{"method", "manual"}}; }
+
+private:
+    std::unique_ptr<compose::CompositionMethod> encoder_;
+    Step step_;
+};
 
 double rel_err(const at::Tensor& a, const at::Tensor& b) {
     return (a - b).abs().max().item<double>() / b.abs().max().item<double>();
@@ -87,8 +110,8 @@ TEST(SwitchSchedule, PaperAndReferenceTables) {
     const std::vector<int> paper{0, 0, 1, 1, 2, 2, 0, 0, 1, 1, 2, 2};
     const std::vector<int> reference{0, 0, 0, 1, 1, 2, 2, 0, 0, 1, 1, 2};
     for (int t = 0; t < 12; ++t) {
-        EXPECT_EQ(sampling::switch_active_lora(t, 3, 2, sampling::SwitchSchedule::Paper), paper[t]) << t;
-        EXPECT_EQ(sampling::switch_active_lora(t, 3, 2, sampling::SwitchSchedule::Reference), reference[t]) << t;
+        EXPECT_EQ(compose::switch_active_lora(t, 3, 2, compose::SwitchSchedule::Paper), paper[t]) << t;
+        EXPECT_EQ(compose::switch_active_lora(t, 3, 2, compose::SwitchSchedule::Reference), reference[t]) << t;
     }
 }
 
@@ -148,14 +171,14 @@ TEST(LayerAdapters, FusedAndLowRankAgreeWithFormula) {
 TEST(Composition, OneLoraMergeEqualsSwitchEqualsComposite) {
     auto model = load_tiny();
     auto ad = attach(model, specs({0}));
-    at::Tensor merge = run(model, ad.get(), CompositionMethod::Merge);
-    at::Tensor sw = run(model, ad.get(), CompositionMethod::Switch, 1);
-    at::Tensor comp = run(model, ad.get(), CompositionMethod::Composite);
+    at::Tensor merge = run(model, ad.get(), "merge");
+    at::Tensor sw = run(model, ad.get(), "switch", 1);
+    at::Tensor comp = run(model, ad.get(), "composite");
     // Switch decides per layer whether fusing pays over one interval; where it does not, base + B(Ax) rounds
     // differently from the fused weight in the last bits.
     EXPECT_LT(rel_err(sw, merge), 1e-5);
     EXPECT_LT(rel_err(comp, merge), 1e-5);
-    at::Tensor none = run(model, nullptr, CompositionMethod::None);
+    at::Tensor none = run(model, nullptr, "none");
     EXPECT_GT(rel_err(merge, none), 1e-3);  // the LoRA does change the result
 }
 
@@ -163,9 +186,9 @@ TEST(Composition, FusedPathEqualsUnfusedPath) {
     auto model = load_tiny();
     auto ad = attach(model, specs({0, 1, 3}));
     lora::set_row_policy(lora::RowPolicy::Fused);
-    at::Tensor fused = run(model, ad.get(), CompositionMethod::Composite);
+    at::Tensor fused = run(model, ad.get(), "composite");
     lora::set_row_policy(lora::RowPolicy::LowRank);
-    at::Tensor low = run(model, ad.get(), CompositionMethod::Composite);
+    at::Tensor low = run(model, ad.get(), "composite");
     lora::set_row_policy(lora::RowPolicy::Auto);
     EXPECT_LT(rel_err(low, fused), 1e-5);
 }
@@ -174,14 +197,9 @@ TEST(Composition, FusedPathEqualsUnfusedPath) {
 TEST(Composition, BatchedCompositeEqualsSeparatePasses) {
     auto model = load_tiny();
     auto ad = attach(model, specs({0, 1, 2}));
-    at::Tensor batched = run(model, ad.get(), CompositionMethod::Composite);
-    sampling::CompositionSettings settings;
-    settings.method = CompositionMethod::Composite;
-    sampling::LoraComposer composer(model, ad.get(), settings);
+    at::Tensor batched = run(model, ad.get(), "composite");
     auto request = small_request();
-    auto result = pipeline::generate(
-        model, request, {},
-        [&](const pipeline::NoiseContext& c) {
+    ManualSteps manual(make_method(model, ad.get(), "composite"), [&](const compose::StepContext& c) {
             at::Tensor su, sc;
             for (int i = 0; i < 3; ++i) {
                 ad->activate_unet({i});
@@ -194,27 +212,24 @@ TEST(Composition, BatchedCompositeEqualsSeparatePasses) {
             su = su / 3;
             sc = sc / 3;
             return (su + c.guidance_scale * (sc - su)).unsqueeze(0);
-        },
-        [&] { return composer.encode(request); });
+    });
+    auto result = pipeline::generate(model, request, &manual);
     EXPECT_LT(rel_err(batched, result.latents), 1e-5);
     // Splitting the batch into chunks of one LoRA gives the same result.
-    settings.max_batch_rows = 2;
-    sampling::LoraComposer chunked(model, ad.get(), settings);
-    auto r2 = pipeline::generate(
-        model, request, {}, [&](const pipeline::NoiseContext& c) { return chunked.predict(c); },
-        [&] { return chunked.encode(request); });
+    auto chunked = make_method(model, ad.get(), "composite", {"max_batch_rows=2"});
+    auto r2 = pipeline::generate(model, request, chunked.get());
     EXPECT_LT(rel_err(r2.latents, batched), 1e-5);
 }
 
 TEST(Composition, ZeroWeightOrZeroUpEqualsNoLora) {
     auto model = load_tiny();
-    at::Tensor none = run(model, nullptr, CompositionMethod::None);
+    at::Tensor none = run(model, nullptr, "none");
     {
         auto ad = attach(model, specs({0, 1}, 0.0));
-        EXPECT_TRUE(torch::equal(run(model, ad.get(), CompositionMethod::Merge), none));
-        EXPECT_TRUE(torch::equal(run(model, ad.get(), CompositionMethod::Switch, 1), none));
+        EXPECT_TRUE(torch::equal(run(model, ad.get(), "merge"), none));
+        EXPECT_TRUE(torch::equal(run(model, ad.get(), "switch", 1), none));
         // Composite runs a bigger batch, whose kernels may round differently in the last bits.
-        EXPECT_LT(rel_err(run(model, ad.get(), CompositionMethod::Composite), none), 1e-5);
+        EXPECT_LT(rel_err(run(model, ad.get(), "composite"), none), 1e-5);
     }
     // A copy of a LoRA file with every up weight zeroed.
     auto src = io::SafetensorsFile::open(world().paths.loras[1]);
@@ -227,7 +242,7 @@ TEST(Composition, ZeroWeightOrZeroUpEqualsNoLora) {
     std::string zero = (world().dir / "zero-up.safetensors").string();
     io::save_safetensors(zero, tensors);
     auto ad = attach(model, {{zero, 1.0}});
-    EXPECT_TRUE(torch::equal(run(model, ad.get(), CompositionMethod::Merge), none));
+    EXPECT_TRUE(torch::equal(run(model, ad.get(), "merge"), none));
 }
 
 TEST(Composition, AdapterStateLeavesBaseWeightsBitIdentical) {
@@ -235,37 +250,31 @@ TEST(Composition, AdapterStateLeavesBaseWeightsBitIdentical) {
     std::vector<at::Tensor> before;
     for (const auto& p : model.unet->parameters()) before.push_back(p.clone());
     for (const auto& p : model.text_encoder->parameters()) before.push_back(p.clone());
-    at::Tensor none_before = run(model, nullptr, CompositionMethod::None);
+    at::Tensor none_before = run(model, nullptr, "none");
     {
         auto ad = attach(model, specs({0, 1, 2, 3}));
-        run(model, ad.get(), CompositionMethod::Merge);
-        run(model, ad.get(), CompositionMethod::Composite);
+        run(model, ad.get(), "merge");
+        run(model, ad.get(), "composite");
         ad->activate_unet({2});  // enabled, then disabled by the next image's set-up
-        run(model, ad.get(), CompositionMethod::Switch, 1);
-        at::Tensor again = run(model, ad.get(), CompositionMethod::None);
+        run(model, ad.get(), "switch", 1);
+        at::Tensor again = run(model, ad.get(), "none");
         EXPECT_TRUE(torch::equal(again, none_before));
     }
     size_t i = 0;
     for (const auto& p : model.unet->parameters()) EXPECT_TRUE(torch::equal(p, before[i++]));
     for (const auto& p : model.text_encoder->parameters()) EXPECT_TRUE(torch::equal(p, before[i++]));
-    EXPECT_TRUE(torch::equal(run(model, nullptr, CompositionMethod::None), none_before));
+    EXPECT_TRUE(torch::equal(run(model, nullptr, "none"), none_before));
 }
 
 TEST(Composition, SwitchRecordsTheActiveLoraOfEveryStep) {
     auto model = load_tiny();
     auto ad = attach(model, specs({0, 1, 2}));
-    sampling::CompositionSettings s;
-    s.method = CompositionMethod::Switch;
-    s.switch_interval = 2;
-    s.switch_schedule = sampling::SwitchSchedule::Reference;
-    sampling::LoraComposer composer(model, ad.get(), s);
+    auto composer = make_method(model, ad.get(), "switch", {"tau=2", "schedule=reference"});
     auto request = small_request();
     request.steps = 7;
-    pipeline::generate(
-        model, request, {}, [&](const pipeline::NoiseContext& c) { return composer.predict(c); },
-        [&] { return composer.encode(request); });
-    EXPECT_EQ(composer.record()["active_lora_per_step"], nlohmann::json({0, 0, 0, 1, 1, 2, 2}));
-    EXPECT_EQ(composer.record()["switch_schedule"], "reference");
+    pipeline::generate(model, request, composer.get());
+    EXPECT_EQ(composer->record()["active_lora_per_step"], nlohmann::json({0, 0, 0, 1, 1, 2, 2}));
+    EXPECT_EQ(composer->record()["switch_schedule"], "reference");
 }
 
 TEST(Composition, LoraSummariesDescribeTheFiles) {

@@ -9,7 +9,7 @@
 #include "multilora/models/unet.h"
 #include "multilora/models/vae.h"
 #include "multilora/models/weight_loading.h"
-#include "multilora/pipeline/tiny_model.h"
+#include "multilora/bench/tiny_model.h"
 #include "multilora/text/clip_text_model.h"
 
 using namespace multilora::models;
@@ -30,7 +30,7 @@ int64_t total_numel(const std::vector<std::pair<std::string, at::Tensor>>& ps) {
 struct Sd15 {
     UNet2DConditionModel unet{UNetConfig::v1_5()};
     AutoencoderKL vae{VaeConfig::v1_5()};
-    multilora::text::ClipTextModel text{ClipTextConfig::v1_5()};
+    multilora::text::ClipTextModel text{text::ClipTextConfig::v1_5()};
 };
 
 Sd15& sd15() {
@@ -156,7 +156,7 @@ TEST(LdmKeyMap, RoundTripsWholeModules) {
     };
     EXPECT_EQ(check(UNetConfig::v1_5(), VaeConfig::v1_5(), sd15().unet, sd15().vae, sd15().text), 686u + 248u + 196u);
 
-    auto tiny = multilora::pipeline::tiny_configs();
+    auto tiny = multilora::bench::tiny_configs();
     UNet2DConditionModel unet(tiny.unet);
     AutoencoderKL vae(tiny.vae);
     multilora::text::ClipTextModel text(tiny.text);
@@ -170,5 +170,5 @@ TEST(ModelConfigs, DetectFromWeightsRecoversSd15) {
     for (const auto& [k, t] : params_of(sd15().text)) text_shapes[k] = t.sizes().vec();
     EXPECT_EQ(UNetConfig::detect_from_weights(unet_shapes).to_json(), UNetConfig::v1_5().to_json());
     EXPECT_EQ(VaeConfig::detect_from_weights(vae_shapes).to_json(), VaeConfig::v1_5().to_json());
-    EXPECT_EQ(ClipTextConfig::detect_from_weights(text_shapes).to_json(), ClipTextConfig::v1_5().to_json());
+    EXPECT_EQ(text::ClipTextConfig::detect_from_weights(text_shapes).to_json(), text::ClipTextConfig::v1_5().to_json());
 }

@@ -20,12 +20,9 @@ struct CommandResult {
     std::string output;  // stdout and stderr together
 };
 
-// Runs `[ENV] [timeout -s KILL SECONDS] multilora ARGS` through the shell (arguments are passed as
-// written). exit_code is -1 or 137 when killed.
-inline CommandResult run_multilora_env(const std::string& env, const std::string& args, double kill_after_s = 0) {
-    std::string cmd = env + (env.empty() ? "" : " ");
-    if (kill_after_s > 0) cmd += "timeout -s KILL " + std::to_string(kill_after_s) + " ";
-    cmd += std::string(ML_BINARY_PATH) + " " + args + " 2>&1";
+// Runs a shell command line, capturing stdout and stderr together.
+inline CommandResult run_shell(const std::string& command_line) {
+    const std::string cmd = command_line + " 2>&1";
     CommandResult r;
     FILE* pipe = popen(cmd.c_str(), "r");
     if (!pipe) return r;
@@ -35,6 +32,14 @@ inline CommandResult run_multilora_env(const std::string& env, const std::string
     int status = pclose(pipe);
     r.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
     return r;
+}
+
+// Runs `[ENV] [timeout -s KILL SECONDS] multilora ARGS` through the shell (arguments are passed as
+// written). exit_code is -1 or 137 when killed.
+inline CommandResult run_multilora_env(const std::string& env, const std::string& args, double kill_after_s = 0) {
+    std::string cmd = env + (env.empty() ? "" : " ");
+    if (kill_after_s > 0) cmd += "timeout -s KILL " + std::to_string(kill_after_s) + " ";
+    return run_shell(cmd + std::string(ML_BINARY_PATH) + " " + args);
 }
 
 // Runs `multilora ARGS` through the shell (arguments are passed as written).

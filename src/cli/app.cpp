@@ -4,7 +4,7 @@
 
 #include <map>
 
-#include "multilora/cli/commands.h"
+#include "cli/commands.h"
 #include "multilora/util/error.h"
 #include "multilora/util/version.h"
 

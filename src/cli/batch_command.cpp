@@ -8,13 +8,15 @@
 #include <map>
 #include <memory>
 
-#include "multilora/cli/batch_progress.h"
-#include "multilora/cli/commands.h"
-#include "multilora/cli/progress.h"
-#include "multilora/pipeline/batch_config.h"
-#include "multilora/pipeline/batch_plan.h"
-#include "multilora/pipeline/batch_runner.h"
+#include "cli/batch_progress.h"
+#include "cli/crash_injection.h"
+#include "cli/commands.h"
+#include "cli/progress.h"
+#include "multilora/batch/config.h"
+#include "multilora/batch/plan.h"
+#include "multilora/batch/runner.h"
 #include "multilora/util/error.h"
+#include "multilora/util/strings.h"
 
 namespace fs = std::filesystem;
 
@@ -36,15 +38,10 @@ struct BatchCliOptions {
 
 std::string pad_left(const std::string& s, size_t w) { return s.size() >= w ? s : std::string(w - s.size(), ' ') + s; }
 
-std::string join(const std::vector<std::string>& v, const std::string& sep) {
-    std::string out;
-    for (size_t i = 0; i < v.size(); ++i) out += (i ? sep : "") + v[i];
-    return out;
-}
 
 // Counts per k and method (to do / total), the shard, and the time estimate.
-std::string summary_text(const pipeline::BatchConfig& c, const pipeline::BatchPlan& plan, const pipeline::Shard& shard,
-                         const pipeline::Survey& sv, const pipeline::StepCost& cost) {
+std::string summary_text(const batch::BatchConfig& c, const batch::BatchPlan& plan, const batch::Shard& shard,
+                         const batch::Survey& sv, const batch::StepCost& cost) {
     std::string out;
     std::vector<std::string> seeds;
     for (auto s : c.seeds) seeds.push_back(std::to_string(s));
@@ -67,7 +64,7 @@ std::string summary_text(const pipeline::BatchConfig& c, const pipeline::BatchPl
         const auto& im = plan.images[i];
         auto& cell = cells[{im.k, im.method}];
         ++cell.second;
-        if (sv.checks.at(i).state != pipeline::ImageState::Finished) ++cell.first;
+        if (sv.checks.at(i).state != batch::ImageState::Finished) ++cell.first;
     }
     const size_t w = 12;
     out += "\n  to do/images" + pad_left("k", 4) + pad_left("sets", 6);
@@ -104,7 +101,7 @@ std::string summary_text(const pipeline::BatchConfig& c, const pipeline::BatchPl
         const auto& im = plan.images[i];
         double s = cost.image_seconds(c, im);
         per_image[{im.k, im.method}] = s;
-        if (sv.checks.at(i).state != pipeline::ImageState::Finished) total += s;
+        if (sv.checks.at(i).state != batch::ImageState::Finished) total += s;
     }
     out += "time estimate for the " + std::to_string(grand.first) + " image(s) to do: " + format_duration(total) + " (" +
            cost.source + ")\n  per image:";
@@ -123,40 +120,40 @@ void run_batch_command(const BatchCliOptions& o) {
     if (o.gallery_only && o.dry_run) throw UsageError("--gallery-only and --dry-run cannot be combined");
     if (o.threads < -1) throw UsageError("--threads must be 0 (all cores) or a positive count");
 
-    pipeline::BatchConfig config = pipeline::load_batch_config(o.config);
-    if (!o.out.empty()) config.out = pipeline::resolve_against("", o.out);  // relative to the working directory
-    pipeline::Shard shard = o.shard.empty() ? pipeline::shard_from_environment() : pipeline::parse_shard(o.shard);
-    pipeline::BatchPlan plan = pipeline::make_plan(config);
+    batch::BatchConfig config = batch::load_batch_config(o.config);
+    if (!o.out.empty()) config.out = batch::resolve_against("", o.out);  // relative to the working directory
+    batch::Shard shard = o.shard.empty() ? batch::shard_from_environment() : batch::parse_shard(o.shard);
+    batch::BatchPlan plan = batch::make_plan(config);
     if (plan.images.empty())
         throw UsageError(o.config + ": the plan is empty (no category combination of the requested k has LoRAs)");
 
     if (o.dry_run && o.json) {
         for (const auto& s : plan.sets) {
             if (!shard.contains(s)) continue;
-            for (size_t i : s.images) std::printf("%s\n", pipeline::plan_line(config, plan.images[i]).dump().c_str());
+            for (size_t i : s.images) std::printf("%s\n", batch::plan_line(config, plan.images[i]).dump().c_str());
         }
         std::fflush(stdout);
-        auto missing = pipeline::missing_input_files(config, pipeline::lora_ids_used(config, plan, shard));
+        auto missing = batch::missing_input_files(config, batch::lora_ids_used(config, plan, shard));
         if (!missing.empty())
             spdlog::warn("{} input file(s) are missing; a real run needs them (first: {})", missing.size(), missing[0]);
         return;
     }
     if (o.gallery_only) {
-        int sheets = pipeline::write_sheets_and_gallery(config, plan, shard, true);
+        int sheets = batch::write_sheets_and_gallery(config, plan, shard, true);
         spdlog::info("wrote {} comparison sheet(s) and {}", sheets, (fs::path(config.out) / "index.html").string());
         std::printf("%s\n", (fs::path(config.out) / "index.html").string().c_str());
         return;
     }
 
-    pipeline::Survey sv = pipeline::survey(config, plan, shard);
-    pipeline::StepCost cost = pipeline::cost_from_log(config);
-    auto missing = pipeline::missing_input_files(config, pipeline::lora_ids_used(config, plan, shard));
+    batch::Survey sv = batch::survey(config, plan, shard);
+    batch::StepCost cost = batch::cost_from_log(config);
+    auto missing = batch::missing_input_files(config, batch::lora_ids_used(config, plan, shard));
     if (o.dry_run) {
         std::error_code ec;
         if (!cost.known() && o.measure && sv.pending + sv.stale > 0 && fs::exists(config.model, ec)) {
             spdlog::info("measuring the step cost (loading {}; --no-measure skips this)", config.model);
             try {
-                cost = pipeline::measure_step_cost(config, o.threads >= 0 ? o.threads : config.threads);
+                cost = batch::measure_step_cost(config, o.threads >= 0 ? o.threads : config.threads);
             } catch (const std::exception& e) {
                 spdlog::warn("could not measure the step cost: {}", e.what());
             }
@@ -176,13 +173,14 @@ void run_batch_command(const BatchCliOptions& o) {
     if (!cost.known()) text += "(the estimate follows the first image)\n";
     std::fputs(text.c_str(), stderr);
     BatchProgress progress(o.progress, static_cast<int>(sv.images.size()), sv.finished);
-    pipeline::BatchOptions options;
+    batch::BatchOptions options;
     options.shard = shard;
     options.overwrite = o.overwrite;
     options.threads = o.threads;
-    pipeline::BatchReport report;
+    batch::BatchReport report;
+    CrashInjector observer(progress);  // MULTILORA_TEST_CRASH (tests) only
     try {
-        report = pipeline::run_batch(config, plan, options, progress);
+        report = batch::run_batch(config, plan, options, observer);
     } catch (...) {
         progress.finish();
         throw;

@@ -1,11 +1,11 @@
-#include "multilora/cli/batch_progress.h"
+#include "cli/batch_progress.h"
 
 #include <unistd.h>
 
 #include <algorithm>
 #include <cstdio>
 
-#include "multilora/cli/progress.h"
+#include "cli/progress.h"
 
 namespace multilora::cli {
 namespace {
@@ -41,7 +41,7 @@ void BatchProgress::draw(const std::string& overall, const std::string& step_lin
     drawn_ = true;
 }
 
-void BatchProgress::image_started(const pipeline::PlanImage& im, int index, int todo, double eta_s) {
+void BatchProgress::image_started(const batch::PlanImage& im, int index, int todo, double eta_s) {
     if (!enabled_) return;
     index_ = index;
     todo_ = todo;
@@ -80,7 +80,7 @@ void BatchProgress::step(int step, int total, double seconds) {
     }
 }
 
-void BatchProgress::image_finished(const pipeline::PlanImage& im, int index, int todo, double seconds, double eta_s) {
+void BatchProgress::image_finished(const batch::PlanImage& im, int index, int todo, double seconds, double eta_s) {
     if (!enabled_) return;
     ++done_;
     if (tty_) {

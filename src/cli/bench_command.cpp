@@ -7,12 +7,14 @@
 #include <memory>
 #include <sstream>
 
-#include "multilora/cli/commands.h"
+#include "cli/commands.h"
+#include "multilora/compose/registry.h"
 #include "multilora/io/atomic_file.h"
-#include "multilora/pipeline/benchmark.h"
-#include "multilora/pipeline/random_model.h"
-#include "multilora/pipeline/tiny_model.h"
+#include "multilora/bench/benchmark.h"
+#include "multilora/bench/random_model.h"
+#include "multilora/bench/tiny_model.h"
 #include "multilora/util/error.h"
+#include "multilora/util/strings.h"
 
 namespace fs = std::filesystem;
 
@@ -40,8 +42,9 @@ std::vector<int> parse_ints(const std::string& text, const char* what) {
 
 Command add_bench_command(CLI::App& app) {
     struct Options {
-        pipeline::BenchOptions bench;
-        std::string ranks = "16,128", merge_k = "1,5", composite_k = "2,3,4,5";
+        bench::BenchOptions bench;
+        std::string ranks = "16,128";
+        std::vector<std::string> method_k;  // METHOD=K1,K2 (and the older --merge-k, --composite-k, --switch-k)
         std::string json_out = "bench.json", md_out = "bench.md";
     };
     auto o = std::make_shared<Options>();
@@ -52,29 +55,40 @@ Command add_bench_command(CLI::App& app) {
     sub->add_option("--threads", o->bench.threads, "CPU threads (0: all cores)")->capture_default_str();
     sub->add_option("--repeats", o->bench.repeats, "Timed repeats per case")->capture_default_str()->check(CLI::Range(1, 100));
     sub->add_option("--ranks", o->ranks, "LoRA ranks to measure (comma-separated)")->capture_default_str();
-    sub->add_option("--merge-k", o->merge_k, "Merge: LoRA counts")->capture_default_str();
-    sub->add_option("--composite-k", o->composite_k, "Composite: LoRA counts")->capture_default_str();
-    sub->add_option("--switch-k", o->bench.switch_k, "Switch: LoRA count")->capture_default_str();
+    std::string method_list;
+    for (const compose::MethodInfo* m : compose::registry().methods())
+        if (m->min_loras > 0)
+            method_list += "\n  " + m->name + ": k = " + join_ints(m->bench_k) + " by default (" + m->cost + " UNet rows per step)";
+    sub->add_option("--k", o->method_k,
+                    "LoRA counts of one method, METHOD=K1,K2,... (repeatable; METHOD= skips it). Cases:" + method_list);
+    for (const char* name : {"merge", "composite", "switch"})
+        sub->add_option_function<std::string>(
+            std::string("--") + name + "-k", [o, name](const std::string& v) { o->method_k.push_back(std::string(name) + "=" + v); },
+            std::string("Same as --k ") + name + "=...");
     sub->add_option("--work-dir", o->bench.work_dir, "Where the random model and LoRAs go (reused when present)");
     sub->add_option("--json", o->json_out, "Report file (JSON)")->capture_default_str();
     sub->add_option("--markdown", o->md_out, "Report file (markdown table)")->capture_default_str();
     sub->add_flag("--quick", o->bench.quick, "The tiny model at 64x64: seconds, for smoke tests");
     sub->footer("Examples:\n  multilora bench --quick\n"
                 "  multilora bench --size 512 --ranks 128 --repeats 3 --work-dir /var/tmp/mlbench\n"
+                "  multilora bench --size 512 --ranks 128 --k composite=2,5 --k merge=5\n"
                 "  multilora bench --device cuda --dtype fp16");
     return [o] {
         o->bench.ranks = parse_ints(o->ranks, "--ranks");
-        o->bench.merge_k = parse_ints(o->merge_k, "--merge-k");
-        o->bench.composite_k = parse_ints(o->composite_k, "--composite-k");
+        for (const auto& text : o->method_k) {
+            auto [name, list] = compose::split_assignment(text, "--k");
+            compose::registry().get(name, "--k");
+            o->bench.method_k[name] = list.empty() ? std::vector<int>{} : parse_ints(list, "--k");
+        }
         if (o->bench.quick) {
             o->bench.ranks = {4};
             o->bench.repeats = std::min(o->bench.repeats, 2);
             o->bench.switch_interval = 2;
         }
         o->bench.self_exe = fs::read_symlink("/proc/self/exe").string();
-        auto report = pipeline::run_benchmark(o->bench);
+        auto report = bench::run_benchmark(o->bench);
         io::write_file_atomic(o->json_out, report.dump(2) + "\n");
-        std::string md = pipeline::benchmark_markdown(report);
+        std::string md = bench::benchmark_markdown(report);
         io::write_file_atomic(o->md_out, md);
         std::printf("%s", md.c_str());
         spdlog::info("wrote {} and {}", o->json_out, o->md_out);
@@ -98,13 +112,13 @@ Command add_make_random_model_command(CLI::App& app) {
     sub->add_option("--seed", o->seed);
     sub->add_flag("--loras-only", o->loras_only, "Write only the LoRAs (the checkpoint is already there)");
     return [o] {
-        pipeline::TinyModelConfigs cfg = pipeline::tiny_configs();
-        if (o->preset == "sd15") cfg = {models::UNetConfig::v1_5(), models::VaeConfig::v1_5(), models::ClipTextConfig::v1_5()};
+        bench::TinyModelConfigs cfg = bench::tiny_configs();
+        if (o->preset == "sd15") cfg = {models::UNetConfig::v1_5(), models::VaeConfig::v1_5(), text::ClipTextConfig::v1_5()};
         fs::create_directories(o->out);
         if (!o->loras_only)
-            pipeline::write_random_checkpoint((fs::path(o->out) / ("bench-" + o->preset + ".safetensors")).string(), cfg, o->seed);
+            bench::write_random_checkpoint((fs::path(o->out) / ("bench-" + o->preset + ".safetensors")).string(), cfg, o->seed);
         for (int rank : parse_ints(o->ranks, "--ranks"))
-            pipeline::write_random_loras(o->out, cfg, o->loras, rank, o->seed + static_cast<uint64_t>(rank));
+            bench::write_random_loras(o->out, cfg, o->loras, rank, o->seed + static_cast<uint64_t>(rank));
     };
 }
 

@@ -4,7 +4,7 @@
 
 #include <memory>
 
-#include "multilora/cli/commands.h"
+#include "cli/commands.h"
 #include "multilora/eval/evaluator.h"
 #include "multilora/pipeline/runtime.h"
 #include "multilora/util/error.h"

@@ -7,20 +7,20 @@
 #include <chrono>
 #include <ctime>
 #include <filesystem>
+#include <map>
 #include <memory>
 
-#include "multilora/cli/commands.h"
-#include "multilora/cli/progress.h"
+#include "cli/commands.h"
+#include "cli/progress.h"
+#include "multilora/compose/registry.h"
 #include "multilora/lora/adapter_set.h"
-#include "multilora/sampling/lora_composition.h"
-#include "multilora/pipeline/file_hashes.h"
-#include "multilora/pipeline/generation.h"
 #include "multilora/pipeline/image_outputs.h"
-#include "multilora/pipeline/model_loader.h"
+#include "multilora/pipeline/run_session.h"
 #include "multilora/pipeline/runtime.h"
 #include "multilora/sampling/scheduler.h"
 #include "multilora/util/clock.h"
 #include "multilora/util/error.h"
+#include "multilora/util/strings.h"
 #include "multilora/util/version.h"
 
 namespace fs = std::filesystem;
@@ -38,59 +38,50 @@ struct GenerateOptions {
     std::vector<std::string> loras;
     std::string method;  // empty: merge when LoRAs are given, else none
     double lora_scale = 0.8;
-    int switch_interval = 5;
-    std::string switch_schedule = "paper";
-    int max_batch_rows = 0;
+    std::vector<std::string> method_args;            // --method-arg NAME=VALUE
+    std::map<std::string, std::string> flag_values;  // per-method flags (--switch-interval ...) by "method.param"
 };
 
-void run_generate(const GenerateOptions& o) {
-    pipeline::GenerationRequest request = o.request;
-    request.long_prompt = o.long_prompt == "chunk" ? pipeline::LongPromptMode::Chunk : pipeline::LongPromptMode::Truncate;
-    pipeline::validate_request(request);
-    pipeline::parse_dtype(o.load.dtype);
+std::vector<lora::LoraSpec> lora_specs(const std::vector<std::string>& texts) {
     std::vector<lora::LoraSpec> specs;
-    for (const auto& text : o.loras) {
+    for (const auto& text : texts) {
         specs.push_back(lora::parse_lora_spec(text));
         if (!fs::is_regular_file(specs.back().path)) throw RuntimeError("LoRA file not found: '" + specs.back().path + "'");
     }
-    sampling::CompositionSettings composition;
-    composition.method = sampling::parse_method(o.method.empty() ? (specs.empty() ? "none" : "merge") : o.method);
-    composition.switch_interval = o.switch_interval;
-    composition.switch_schedule = sampling::parse_switch_schedule(o.switch_schedule);
-    composition.max_batch_rows = o.max_batch_rows;
-    if (composition.method != sampling::CompositionMethod::None && specs.empty())
-        throw UsageError("--method " + o.method + " needs at least one --lora");
-    if (composition.method == sampling::CompositionMethod::None && !specs.empty())
+    return specs;
+}
+
+// The method and its validated parameters: the per-method flags first, then --method-arg (which wins).
+std::pair<std::string, compose::MethodArgs> method_choice(const GenerateOptions& o, bool have_loras) {
+    const std::string name = o.method.empty() ? (have_loras ? "merge" : "none") : o.method;
+    const compose::MethodInfo& info = compose::registry().get(name);
+    if (info.min_loras > 0 && !have_loras) throw UsageError("--method " + name + " needs at least one --lora");
+    if (info.min_loras == 0 && have_loras)
         throw UsageError("--method none with --lora: the LoRAs would be ignored; drop --lora or pick a method");
-    pipeline::OutputPlan plan = o.output;
-    plan.num_images = request.num_images;
-    pipeline::check_outputs(plan);
+    compose::MethodArgs args(info.params);
+    for (const compose::MethodInfo* m : compose::registry().methods())
+        for (const auto& p : m->params) {
+            auto it = o.flag_values.find(m->name + "." + p.name);
+            if (it == o.flag_values.end() || it->second.empty()) continue;
+            if (m == &info) args.set_text(p.name, it->second, p.cli_flag);
+            else p.parse(it->second, p.cli_flag);  // checked even when another method is chosen
+        }
+    for (const auto& text : o.method_args) {
+        auto [key, value] = compose::split_assignment(text, "--method-arg");
+        args.set_text(key, value, "--method-arg " + key + " (method " + name + ")");
+    }
+    return {name, args};
+}
 
-    const int threads = pipeline::configure_threads(o.threads);
-    auto t_load = std::chrono::steady_clock::now();
-    spdlog::info("loading {}", o.load.model_path);
-    pipeline::StableDiffusionModel model = pipeline::load_stable_diffusion(o.load);
-    std::unique_ptr<lora::AdapterSet> adapters;
-    if (!specs.empty())
-        adapters = std::make_unique<lora::AdapterSet>(*model.unet, *model.text_encoder, model.unet->config().to_json(),
-                                                      specs, o.lora_scale, model.dtype, model.device);
-    sampling::LoraComposer composer(model, adapters.get(), composition);
-    const double load_seconds = seconds_since(t_load);
-    spdlog::info("loaded ({}, {} unused tensors) in {:.2f} s", model.layout, model.unused_tensors.size(), load_seconds);
+void warn_truncation(const pipeline::GenerationResult& r) {
+    if (r.positive_truncated)
+        spdlog::warn("the prompt is longer than CLIP's 77 tokens and was truncated (use --long-prompt chunk to keep it all)");
+    if (r.negative_truncated) spdlog::warn("the negative prompt is longer than CLIP's 77 tokens and was truncated");
+}
 
-    StepProgress progress("generating", o.progress);
-    auto t_total = std::chrono::steady_clock::now();
-    pipeline::GenerationResult result = pipeline::generate(
-        model, request, [&](int step, int total, double secs) { progress.update(step, total, secs); },
-        [&](const pipeline::NoiseContext& c) { return composer.predict(c); }, [&] { return composer.encode(request); });
-    progress.finish();
-    if (adapters) adapters->clear();
-
-    nlohmann::json files = pipeline::hashed_files(model.model_files);
-    const std::string model_hash = files.empty() ? std::string(64, '0') : files[0]["sha256"].get<std::string>();
-    const std::string model_name = fs::path(o.load.model_path).filename().replace_extension().string();
-    auto scheduler = sampling::make_scheduler(request.scheduler, model.scheduler_config);
-
+nlohmann::json generate_manifest(const GenerateOptions& o, const pipeline::GenerationRequest& request, int threads,
+                                 pipeline::RunSession& session, const pipeline::SessionResult& out) {
+    const pipeline::GenerationResult& result = out.generation;
     nlohmann::json manifest;
     manifest["tool"] = {{"name", "multilora"}, {"version", multilora::version()}, {"command", "generate"}};
     manifest["created"] = utc_timestamp();
@@ -103,7 +94,7 @@ void run_generate(const GenerateOptions& o) {
         {"width", request.width},
         {"height", request.height},
         {"scheduler", request.scheduler},
-        {"scheduler_class", scheduler->diffusers_class()},
+        {"scheduler_class", pipeline::scheduler_class(request.scheduler, session.model().scheduler_config)},
         {"num_images", request.num_images},
         {"long_prompt", o.long_prompt},
         {"dtype", o.load.dtype},
@@ -112,38 +103,74 @@ void run_generate(const GenerateOptions& o) {
         {"model", o.load.model_path},
         {"vae", o.load.vae_path.empty() ? nlohmann::json(nullptr) : nlohmann::json(o.load.vae_path)},
     };
-    manifest["model"] = {
-        {"layout", model.layout},
-        {"files", files},
-        {"vae_files", pipeline::hashed_files(model.vae_files)},
-        {"tokenizer", model.tokenizer_source},
-        {"unused_tensor_count", model.unused_tensors.size()},
-        {"unet_config", model.unet->config().to_json()},
-        {"vae_config", model.vae->config().to_json()},
-        {"text_encoder_config", model.text_encoder->config().to_json()},
-        {"scheduler_config", model.scheduler_config},
-    };
+    manifest["model"] = session.model_record();
     nlohmann::json lora_list = nlohmann::json::array();
-    if (adapters)
-        for (const auto& summary : adapters->summaries()) {
-            nlohmann::json j = summary.to_json();
-            j["sha256"] = pipeline::file_sha256(summary.path);
-            lora_list.push_back(j);
-        }
+    if (session.adapters())
+        for (int slot = 0; slot < session.adapters()->count(); ++slot) lora_list.push_back(session.lora_record(slot));
     manifest["loras"] = lora_list;
-    manifest["composition"] = composer.record();
+    manifest["composition"] = out.composition;
     manifest["composition"]["lora_scale"] = o.lora_scale;
     manifest["prompt_truncated"] = result.prompt_truncated;
     manifest["timesteps"] = result.timesteps;
     manifest["runtime"] = pipeline::runtime_info();
-    manifest["timings"] = {{"load_s", load_seconds},
+    return manifest;
+}
+
+void run_generate(const GenerateOptions& o) {
+    pipeline::GenerationRequest request = o.request;
+    request.long_prompt = o.long_prompt == "chunk" ? text::LongPromptMode::Chunk : text::LongPromptMode::Truncate;
+    pipeline::validate_request(request);
+    pipeline::parse_dtype(o.load.dtype);
+    const std::vector<lora::LoraSpec> specs = lora_specs(o.loras);
+    auto [method, args] = method_choice(o, !specs.empty());
+    pipeline::OutputPlan plan = o.output;
+    plan.num_images = request.num_images;
+    pipeline::check_outputs(plan);
+
+    const int threads = pipeline::configure_threads(o.threads);
+    spdlog::info("loading {}", o.load.model_path);
+    pipeline::RunSession session({o.load, specs, o.lora_scale});
+    const pipeline::StableDiffusionModel& model = session.model();
+    spdlog::info("loaded ({}, {} unused tensors) in {:.2f} s", model.layout, model.unused_tensors.size(),
+                 session.load_seconds());
+
+    StepProgress progress("generating", o.progress);
+    auto t_total = std::chrono::steady_clock::now();
+    pipeline::SessionRun run{request, method, args, {}, [&](int step, int total, double secs) {
+                                 progress.update(step, total, secs);
+                             }};
+    pipeline::SessionResult out = session.run(run);
+    progress.finish();
+    warn_truncation(out.generation);
+
+    nlohmann::json manifest = generate_manifest(o, request, threads, session, out);
+    const pipeline::GenerationResult& result = out.generation;
+    manifest["timings"] = {{"load_s", session.load_seconds()},
                            {"encode_s", result.encode_seconds},
                            {"steps_s", result.step_seconds},
                            {"decode_s", result.decode_seconds},
                            {"generate_s", seconds_since(t_total)}};
-    pipeline::write_outputs(plan, request, result, model_hash, model_name, manifest);
+    const std::string model_name = fs::path(o.load.model_path).filename().replace_extension().string();
+    pipeline::write_outputs(plan, request, result, session.model_hash(), model_name, manifest);
     for (const auto& p : plan.png_paths()) std::printf("%s\n", p.c_str());
     spdlog::info("wrote {}", plan.manifest_path());
+}
+
+// --method, --method-arg and every method parameter's own flag, all from the registry.
+void add_method_options(CLI::App* sub, GenerateOptions& o) {
+    sub->add_option("--method", o.method,
+                    "LoRA composition: " + join(compose::registry().names(), ", ") + " (default: merge with --lora)")
+        ->check(CLI::IsMember(compose::registry().names()));
+    sub->add_option("--method-arg", o.method_args,
+                    "A parameter of the chosen method, NAME=VALUE (repeatable; see the list below)");
+    for (const compose::MethodInfo* m : compose::registry().methods())
+        for (const auto& p : m->params) {
+            if (p.cli_flag.empty()) continue;
+            std::string* slot = &o.flag_values[m->name + "." + p.name];
+            sub->add_option_function<std::string>(
+                   p.cli_flag, [slot](const std::string& v) { *slot = v; },
+                   m->name + ": " + p.help + " (= --method-arg " + p.name + "; " + p.describe() + ")");
+        }
 }
 
 }  // namespace
@@ -185,21 +212,9 @@ Command add_generate_command(CLI::App& app) {
     sub->add_flag("!--no-progress", o->progress, "No step progress output");
     sub->add_option("--lora", o->loras,
                     "LoRA file, optionally with its strength: PATH[:WEIGHT] (repeatable; order is kept)");
-    sub->add_option("--method", o->method, "LoRA composition: none, merge, switch or composite (default: merge with --lora)")
-        ->check(CLI::IsMember({"none", "merge", "switch", "composite"}));
     sub->add_option("--lora-scale", o->lora_scale, "Scale applied to every LoRA in UNet and text encoder (the paper's 0.8)")
         ->capture_default_str();
-    sub->add_option("--switch-interval", o->switch_interval, "Switch: steps each LoRA stays active (tau)")
-        ->capture_default_str()
-        ->check(CLI::Range(1, 1000));
-    sub->add_option("--switch-schedule", o->switch_schedule,
-                    "Switch order: paper (every LoRA tau steps) or reference (the public code: first LoRA tau+1 steps)")
-        ->capture_default_str()
-        ->check(CLI::IsMember({"paper", "reference"}));
-    sub->add_option("--max-batch-rows", o->max_batch_rows,
-                    "Composite: most UNet batch rows per forward (0: all LoRAs in one batch)")
-        ->capture_default_str()
-        ->check(CLI::NonNegativeNumber);
+    add_method_options(sub, *o);
     sub->footer(
         "Writes OUT/NAME.png (A1111 'parameters' text chunk) and OUT/NAME.json (the run manifest).\n"
         "Examples:\n"
@@ -207,7 +222,10 @@ Command add_generate_command(CLI::App& app) {
         "  multilora generate -m Realistic_Vision_V5.1.safetensors --vae sd-vae-ft-mse -p \"portrait\" \\\n"
         "      -n \"blurry\" --steps 30 --scheduler dpmpp-2m-karras --width 768 --height 1024 --name portrait\n"
         "  multilora generate -m models/tiny-sd15.safetensors -p \"a fox\" --lora models/loras/tiny-style.safetensors \\\n"
-        "      --lora models/loras/tiny-object.safetensors:0.7 --method composite --name fox-composite");
+        "      --lora models/loras/tiny-object.safetensors:0.7 --method composite --name fox-composite\n"
+        "  multilora generate -m models/tiny-sd15.safetensors -p \"a fox\" --lora models/loras/tiny-style.safetensors \\\n"
+        "      --lora models/loras/tiny-character.safetensors --method switch --method-arg tau=2\n\n" +
+        compose::methods_help());
     return [o] {
         if (o->output.stem.empty()) o->output.stem = "image-" + std::to_string(o->request.seed);
         run_generate(*o);

@@ -6,7 +6,7 @@
 #include <filesystem>
 #include <memory>
 
-#include "multilora/cli/commands.h"
+#include "cli/commands.h"
 #include "multilora/io/safetensors.h"
 #include "multilora/lora/adapter_set.h"
 #include "multilora/pipeline/model_loader.h"

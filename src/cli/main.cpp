@@ -1,5 +1,5 @@
 // multilora's entry point: set the allocator up before anything allocates, then run the CLI.
-#include "multilora/cli/commands.h"
+#include "cli/commands.h"
 #include "multilora/pipeline/runtime.h"
 
 int main(int argc, char** argv) {

@@ -5,8 +5,8 @@
 #include <cstdio>
 #include <memory>
 
-#include "multilora/cli/commands.h"
-#include "multilora/pipeline/tiny_model.h"
+#include "cli/commands.h"
+#include "multilora/bench/tiny_model.h"
 
 namespace multilora::cli {
 
@@ -23,7 +23,7 @@ Command add_make_tiny_command(CLI::App& app) {
                 "example LoRAs in OUT/loras/ (three kohya, one PEFT).\n"
                 "Example:\n  multilora make-tiny --out models");
     return [o] {
-        auto paths = pipeline::make_tiny_model(o->out, o->seed);
+        auto paths = bench::make_tiny_model(o->out, o->seed);
         spdlog::info("wrote the tiny model (seed {})", o->seed);
         std::printf("%s\n%s\n", paths.single_file.c_str(), paths.folder.c_str());
         for (const auto& l : paths.loras) std::printf("%s\n", l.c_str());

@@ -1,4 +1,4 @@
-#include "multilora/cli/progress.h"
+#include "cli/progress.h"
 
 #include <unistd.h>
 

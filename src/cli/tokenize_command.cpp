@@ -6,7 +6,7 @@
 #include <filesystem>
 #include <memory>
 
-#include "multilora/cli/commands.h"
+#include "cli/commands.h"
 #include "multilora/text/clip_tokenizer.h"
 #include "multilora/util/error.h"
 

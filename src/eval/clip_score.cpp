@@ -21,58 +21,6 @@ using nlohmann::json;
 
 namespace multilora::eval {
 
-models::ClipTextConfig ClipVisionConfig::encoder_config() const {
-    models::ClipTextConfig c;
-    c.hidden_size = hidden_size;
-    c.intermediate_size = intermediate_size;
-    c.num_hidden_layers = num_hidden_layers;
-    c.num_attention_heads = num_attention_heads;
-    c.layer_norm_eps = layer_norm_eps;
-    c.hidden_act = hidden_act;
-    return c;
-}
-
-ClipVisionModelImpl::ClipVisionModelImpl(const ClipVisionConfig& c, int64_t projection_dim) : cfg(c) {
-    const int64_t grid = cfg.image_size / cfg.patch_size;
-    auto vision = register_module("vision_model", std::make_shared<torch::nn::Module>());
-    auto emb = vision->register_module("embeddings", std::make_shared<torch::nn::Module>());
-    auto patch = emb->register_module("patch_embedding", std::make_shared<torch::nn::Module>());
-    patch_weight = patch->register_parameter(
-        "weight", torch::zeros({cfg.hidden_size, cfg.num_channels, cfg.patch_size, cfg.patch_size}), false);
-    class_embedding = emb->register_parameter("class_embedding", torch::zeros({cfg.hidden_size}), false);
-    auto pos = emb->register_module("position_embedding", std::make_shared<torch::nn::Module>());
-    position_embedding = pos->register_parameter("weight", torch::zeros({grid * grid + 1, cfg.hidden_size}), false);
-    pre_layrnorm = vision->register_module("pre_layrnorm", models::LayerNorm(cfg.hidden_size, cfg.layer_norm_eps));
-    auto encoder = vision->register_module("encoder", std::make_shared<torch::nn::Module>());
-    layers = encoder->register_module("layers", torch::nn::ModuleList());
-    const models::ClipTextConfig block = cfg.encoder_config();
-    for (int i = 0; i < cfg.num_hidden_layers; ++i) layers->push_back(text::ClipEncoderLayer(block));
-    post_layernorm = vision->register_module("post_layernorm", models::LayerNorm(cfg.hidden_size, cfg.layer_norm_eps));
-    visual_projection = register_module("visual_projection", models::Linear(cfg.hidden_size, projection_dim, false));
-}
-
-at::Tensor ClipVisionModelImpl::forward(const at::Tensor& pixel_values) {
-    if (pixel_values.dim() != 4 || pixel_values.size(1) != cfg.num_channels ||
-        pixel_values.size(2) != cfg.image_size || pixel_values.size(3) != cfg.image_size)
-        throw RuntimeError("CLIP vision model: expected pixel values [B, " + std::to_string(cfg.num_channels) + ", " +
-                           std::to_string(cfg.image_size) + ", " + std::to_string(cfg.image_size) + "]");
-    const int64_t b = pixel_values.size(0);
-    at::Tensor x = at::conv2d(pixel_values, patch_weight, {}, {cfg.patch_size, cfg.patch_size});
-    x = x.flatten(2).transpose(1, 2);  // [B, N, hidden]
-    at::Tensor cls = class_embedding.view({1, 1, -1}).expand({b, 1, class_embedding.size(0)});
-    x = at::cat({cls, x}, 1) + position_embedding.unsqueeze(0);
-    x = pre_layrnorm->forward(x);
-    const int64_t t = x.size(1);
-    at::Tensor no_mask = at::zeros({t, t}, x.options());
-    for (const auto& layer : *layers) x = layer->as<text::ClipEncoderLayerImpl>()->forward(x, no_mask);
-    at::Tensor pooled = post_layernorm->forward(x.select(1, 0));
-    return visual_projection->forward(pooled);
-}
-
-ClipTextProjectionImpl::ClipTextProjectionImpl(int64_t hidden, int64_t projection_dim) {
-    text_projection = register_module("text_projection", models::Linear(hidden, projection_dim, false));
-}
-
 namespace {
 
 const std::vector<int64_t>& shape(const models::WeightIndex& index, const std::string& name, const std::string& what) {
@@ -96,60 +44,42 @@ json section(const json& cfg, const std::string& name) {
 
 }  // namespace
 
-std::unique_ptr<ClipScorer> ClipScorer::load(const std::string& path) {
+namespace {
+
+// The .safetensors weight files of a model folder (model.safetensors, else every *.safetensors) or the one
+// file given; `dir` is where config and tokenizer files are looked for.
+std::vector<fs::path> weight_files(const std::string& path, fs::path& dir) {
     fs::path p(path);
     std::error_code ec;
     if (!fs::exists(p, ec)) throw RuntimeError("--clip-model: '" + path + "' not found");
     std::vector<fs::path> files;
-    fs::path dir;
-    if (fs::is_directory(p, ec)) {
-        dir = p;
-        if (fs::is_regular_file(p / "model.safetensors", ec)) {
-            files.push_back(p / "model.safetensors");
-        } else {
-            for (const auto& e : fs::directory_iterator(p, ec))
-                if (e.is_regular_file(ec) && e.path().extension() == ".safetensors") files.push_back(e.path());
-            std::sort(files.begin(), files.end());
-        }
-        if (files.empty()) {
-            std::string hint;
-            for (const char* name : {"pytorch_model.bin", "model.bin"})
-                if (fs::exists(p / name, ec))
-                    hint = " (it has " + std::string(name) +
-                           ", a pickle; convert it once with: python -c \"import torch; from safetensors.torch import "
-                           "save_file; save_file(torch.load('" + (p / name).string() +
-                           "', map_location='cpu'), '" + (p / "model.safetensors").string() + "')\")";
-            throw RuntimeError("--clip-model: no .safetensors weights in '" + path + "'" + hint);
-        }
-    } else {
+    if (!fs::is_directory(p, ec)) {
         if (io::looks_like_pickle_checkpoint(path))
             throw RuntimeError("--clip-model: '" + path + "' is a pickle checkpoint; multilora reads safetensors only");
-        files.push_back(p);
         dir = p.parent_path();
+        return {p};
     }
-
-    std::unique_ptr<ClipScorer> s(new ClipScorer());
-    models::WeightIndex index;
-    uintmax_t bytes = 0;
-    for (const auto& f : files) {
-        auto file = io::SafetensorsFile::open(f.string());
-        s->keep_alive_.push_back(file);
-        bytes += fs::file_size(f, ec);
-        for (const auto& name : file->names()) index[name] = models::TensorSource{file, name};
+    dir = p;
+    if (fs::is_regular_file(p / "model.safetensors", ec)) return {p / "model.safetensors"};
+    for (const auto& e : fs::directory_iterator(p, ec))
+        if (e.is_regular_file(ec) && e.path().extension() == ".safetensors") files.push_back(e.path());
+    std::sort(files.begin(), files.end());
+    if (files.empty()) {
+        std::string hint;
+        for (const char* name : {"pytorch_model.bin", "model.bin"})
+            if (fs::exists(p / name, ec))
+                hint = " (it has " + std::string(name) +
+                       ", a pickle; convert it once with: python -c \"import torch; from safetensors.torch import "
+                       "save_file; save_file(torch.load('" + (p / name).string() + "', map_location='cpu'), '" +
+                       (p / "model.safetensors").string() + "')\")";
+        throw RuntimeError("--clip-model: no .safetensors weights in '" + path + "'" + hint);
     }
-    s->identity_ = path + " (" + std::to_string(bytes) + " bytes of weights)";
-    const std::string what = "CLIP model '" + path + "'";
+    return files;
+}
 
-    json cfg = json::object();
-    if (fs::is_directory(p, ec) && fs::is_regular_file(p / "config.json", ec)) {
-        std::ifstream in(p / "config.json");
-        cfg = json::parse(in, nullptr, false);
-        if (!cfg.is_object()) throw RuntimeError(what + ": config.json is not a JSON object");
-    }
-    json tcfg = section(cfg, "text_config"), vcfg = section(cfg, "vision_config");
-
-    // Shapes first, then what shapes cannot tell from the config.
-    ClipVisionConfig& v = s->vision_cfg_;
+// The vision tower's sizes from the tensors' shapes, then what shapes cannot tell from config.json.
+ClipVisionConfig read_vision_config(const models::WeightIndex& index, const json& vcfg, const std::string& what) {
+    ClipVisionConfig v;
     const auto& pe = shape(index, "vision_model.embeddings.patch_embedding.weight", what);
     if (pe.size() != 4 || pe[2] != pe[3]) throw RuntimeError(what + ": patch_embedding.weight is not [hidden, C, p, p]");
     v.hidden_size = static_cast<int>(pe[0]);
@@ -176,58 +106,104 @@ std::unique_ptr<ClipScorer> ClipScorer::load(const std::string& path) {
         throw RuntimeError(what + ": unsupported vision hidden_act '" + v.hidden_act + "'");
     if (v.hidden_size % v.num_attention_heads != 0)
         throw RuntimeError(what + ": vision hidden size is not a multiple of the head count");
+    return v;
+}
 
-    s->text_cfg_ = models::ClipTextConfig::detect_from_weights(models::shapes_of(index));
-    read_if(tcfg, "num_attention_heads", s->text_cfg_.num_attention_heads);
-    read_if(tcfg, "layer_norm_eps", s->text_cfg_.layer_norm_eps);
-    read_if(tcfg, "hidden_act", s->text_cfg_.hidden_act);
-    if (s->text_cfg_.hidden_act != "quick_gelu" && s->text_cfg_.hidden_act != "gelu")
-        throw RuntimeError(what + ": unsupported text hidden_act '" + s->text_cfg_.hidden_act + "'");
+text::ClipTextConfig read_text_config(const models::WeightIndex& index, const json& tcfg, const std::string& what) {
+    text::ClipTextConfig t = text::ClipTextConfig::detect_from_weights(models::shapes_of(index));
+    read_if(tcfg, "num_attention_heads", t.num_attention_heads);
+    read_if(tcfg, "layer_norm_eps", t.layer_norm_eps);
+    read_if(tcfg, "hidden_act", t.hidden_act);
+    if (t.hidden_act != "quick_gelu" && t.hidden_act != "gelu")
+        throw RuntimeError(what + ": unsupported text hidden_act '" + t.hidden_act + "'");
+    return t;
+}
 
+void read_preprocessor_json(const json& pc, ClipPreprocessConfig& pre, const std::string& what) {
+    read_if(pc, "do_resize", pre.do_resize);
+    read_if(pc, "do_center_crop", pre.do_center_crop);
+    if (pc.contains("size")) {
+        if (pc["size"].is_number_integer()) pre.shortest_edge = pc["size"].get<int>();
+        else if (pc["size"].is_object() && pc["size"].contains("shortest_edge"))
+            pre.shortest_edge = pc["size"]["shortest_edge"].get<int>();
+    }
+    if (pc.contains("crop_size")) {
+        if (pc["crop_size"].is_number_integer()) {
+            pre.crop_height = pre.crop_width = pc["crop_size"].get<int>();
+        } else if (pc["crop_size"].is_object()) {
+            read_if(pc["crop_size"], "height", pre.crop_height);
+            read_if(pc["crop_size"], "width", pre.crop_width);
+        }
+    }
+    if (pc.contains("image_mean") && pc["image_mean"].is_array() && pc["image_mean"].size() == 3)
+        for (int c = 0; c < 3; ++c) pre.mean[c] = pc["image_mean"][c].get<double>();
+    if (pc.contains("image_std") && pc["image_std"].is_array() && pc["image_std"].size() == 3)
+        for (int c = 0; c < 3; ++c) pre.std[c] = pc["image_std"][c].get<double>();
+    int resample = 3;
+    read_if(pc, "resample", resample);
+    if (resample != 3)
+        spdlog::warn("{}: preprocessor_config.json asks for resample={}, multilora resizes bicubic (3)", what, resample);
+}
+
+// CLIP's defaults at the model's image size, then preprocessor_config.json.
+ClipPreprocessConfig read_preprocess_config(const fs::path& dir, int image_size, const std::string& what) {
+    ClipPreprocessConfig pre;
+    pre.shortest_edge = pre.crop_height = pre.crop_width = image_size;
+    std::error_code ec;
+    if (!dir.empty() && fs::is_regular_file(dir / "preprocessor_config.json", ec)) {
+        std::ifstream in(dir / "preprocessor_config.json");
+        json pc = json::parse(in, nullptr, false);
+        if (pc.is_object()) read_preprocessor_json(pc, pre, what);
+    }
+    if (pre.crop_height != image_size || pre.crop_width != image_size)
+        throw RuntimeError(what + ": the preprocessor's crop size does not match the vision model's image size " +
+                           std::to_string(image_size));
+    return pre;
+}
+
+std::shared_ptr<const text::ClipTokenizer> clip_tokenizer(const fs::path& dir) {
+    std::error_code ec;
+    if (!dir.empty() && fs::is_regular_file(dir / "vocab.json", ec) && fs::is_regular_file(dir / "merges.txt", ec))
+        return text::ClipTokenizer::from_folder(dir.string());
+    if (!dir.empty() && fs::is_directory(dir / "tokenizer", ec))
+        return text::ClipTokenizer::from_folder((dir / "tokenizer").string());
+    return text::ClipTokenizer::builtin();
+}
+
+}  // namespace
+
+std::unique_ptr<ClipScorer> ClipScorer::load(const std::string& path) {
+    fs::path dir;
+    const std::vector<fs::path> files = weight_files(path, dir);
+    std::unique_ptr<ClipScorer> s(new ClipScorer());
+    models::WeightIndex index;
+    uintmax_t bytes = 0;
+    std::error_code ec;
+    for (const auto& f : files) {
+        auto file = io::SafetensorsFile::open(f.string());
+        s->keep_alive_.push_back(file);
+        bytes += fs::file_size(f, ec);
+        for (const auto& name : file->names()) index[name] = models::TensorSource{file, name};
+    }
+    s->identity_ = path + " (" + std::to_string(bytes) + " bytes of weights)";
+    const std::string what = "CLIP model '" + path + "'";
+
+    json cfg = json::object();
+    if (fs::is_directory(path, ec) && fs::is_regular_file(fs::path(path) / "config.json", ec)) {
+        std::ifstream in(fs::path(path) / "config.json");
+        cfg = json::parse(in, nullptr, false);
+        if (!cfg.is_object()) throw RuntimeError(what + ": config.json is not a JSON object");
+    }
+    s->vision_cfg_ = read_vision_config(index, section(cfg, "vision_config"), what);
+    s->text_cfg_ = read_text_config(index, section(cfg, "text_config"), what);
     const auto& vp = shape(index, "visual_projection.weight", what);
     const auto& tp = shape(index, "text_projection.weight", what);
     if (vp.size() != 2 || tp.size() != 2 || vp[0] != tp[0])
         throw RuntimeError(what + ": visual_projection and text_projection do not project to one dimension");
-
-    // Preprocessing: CLIP's defaults at the model's image size, then preprocessor_config.json.
-    ClipPreprocessConfig& pre = s->pre_;
-    pre.shortest_edge = pre.crop_height = pre.crop_width = v.image_size;
-    if (!dir.empty() && fs::is_regular_file(dir / "preprocessor_config.json", ec)) {
-        std::ifstream in(dir / "preprocessor_config.json");
-        json pc = json::parse(in, nullptr, false);
-        if (pc.is_object()) {
-            read_if(pc, "do_resize", pre.do_resize);
-            read_if(pc, "do_center_crop", pre.do_center_crop);
-            if (pc.contains("size")) {
-                if (pc["size"].is_number_integer()) pre.shortest_edge = pc["size"].get<int>();
-                else if (pc["size"].is_object() && pc["size"].contains("shortest_edge"))
-                    pre.shortest_edge = pc["size"]["shortest_edge"].get<int>();
-            }
-            if (pc.contains("crop_size")) {
-                if (pc["crop_size"].is_number_integer()) {
-                    pre.crop_height = pre.crop_width = pc["crop_size"].get<int>();
-                } else if (pc["crop_size"].is_object()) {
-                    read_if(pc["crop_size"], "height", pre.crop_height);
-                    read_if(pc["crop_size"], "width", pre.crop_width);
-                }
-            }
-            if (pc.contains("image_mean") && pc["image_mean"].is_array() && pc["image_mean"].size() == 3)
-                for (int c = 0; c < 3; ++c) pre.mean[c] = pc["image_mean"][c].get<double>();
-            if (pc.contains("image_std") && pc["image_std"].is_array() && pc["image_std"].size() == 3)
-                for (int c = 0; c < 3; ++c) pre.std[c] = pc["image_std"][c].get<double>();
-            int resample = 3;
-            read_if(pc, "resample", resample);
-            if (resample != 3)
-                spdlog::warn("{}: preprocessor_config.json asks for resample={}, multilora resizes bicubic (3)", what,
-                             resample);
-        }
-    }
-    if (pre.crop_height != v.image_size || pre.crop_width != v.image_size)
-        throw RuntimeError(what + ": the preprocessor's crop size does not match the vision model's image size " +
-                           std::to_string(v.image_size));
+    s->pre_ = read_preprocess_config(dir, s->vision_cfg_.image_size, what);
 
     torch::NoGradGuard no_grad;
-    s->vision_ = ClipVisionModel(v, vp[0]);
+    s->vision_ = ClipVisionModel(s->vision_cfg_, vp[0]);
     s->text_ = text::ClipTextModel(s->text_cfg_);
     s->text_proj_ = ClipTextProjection(s->text_cfg_.hidden_size, tp[0]);
     models::assign_weights(*s->vision_, index, at::kFloat, at::kCPU, what + " (vision)");
@@ -235,13 +211,7 @@ std::unique_ptr<ClipScorer> ClipScorer::load(const std::string& path) {
     models::assign_weights(*s->text_proj_, index, at::kFloat, at::kCPU, what + " (text projection)");
     s->vision_->eval();
     s->text_->eval();
-
-    if (!dir.empty() && fs::is_regular_file(dir / "vocab.json", ec) && fs::is_regular_file(dir / "merges.txt", ec))
-        s->tokenizer_ = text::ClipTokenizer::from_folder(dir.string());
-    else if (!dir.empty() && fs::is_directory(dir / "tokenizer", ec))
-        s->tokenizer_ = text::ClipTokenizer::from_folder((dir / "tokenizer").string());
-    else
-        s->tokenizer_ = text::ClipTokenizer::builtin();
+    s->tokenizer_ = clip_tokenizer(dir);
     return s;
 }
 

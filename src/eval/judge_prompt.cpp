@@ -1,6 +1,7 @@
 #include "multilora/eval/judge_prompt.h"
 
 #include "multilora/eval/text_util.h"
+#include "multilora/util/strings.h"
 
 namespace multilora::eval {
 

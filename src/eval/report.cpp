@@ -299,168 +299,210 @@ std::string render_summary_markdown(const json& summary) {
     return md.str();
 }
 
-std::string render_report_html(const json& summary) {
-    std::ostringstream h;
-    const std::string base = summary.value("base", "");
-    const json& groups = summary.value("groups", json::array());
-    const json& means = summary.value("method_means", json::array());
-    const std::vector<std::string> methods = methods_of(summary);
+namespace {
+
+// What every part of the HTML report reads.
+struct ReportView {
+    const json& summary;
+    std::string base;
+    const json& groups;
+    const json& means;
+    std::vector<std::string> methods;
+    explicit ReportView(const json& s)
+        : summary(s),
+          base(s.value("base", "")),
+          groups(s.contains("groups") ? s["groups"] : empty_array()),
+          means(s.contains("method_means") ? s["method_means"] : empty_array()),
+          methods(methods_of(s)) {}
+    static const json& empty_array() {
+        static const json a = json::array();
+        return a;
+    }
+    bool has_clipscore() const { return summary.contains("clipscore") && summary["clipscore"].is_object(); }
+};
+
+void html_head(std::ostringstream& h, const ReportView& v) {
     h << "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>multilora evaluation</title>"
          "<style>body{font-family:system-ui,sans-serif;margin:24px;color:#222}table{border-collapse:collapse;"
          "margin:8px 0 20px}td,th{border:1px solid #ccc;padding:4px 8px;font-size:13px;text-align:left}"
          "th{background:#f3f3f3}.charts{display:flex;flex-wrap:wrap;gap:24px}.muted{color:#777}"
          "h2{border-bottom:1px solid #ddd;padding-bottom:4px}</style></head><body>\n";
-    h << "<h1>multilora evaluation</h1>\n<p>Run: <code>" << html_escape(summary.value("run", "")) << "</code></p>\n";
-    h << "<p>" << html_escape(judge_line(summary)) << " Base method: <b>" << html_escape(base) << "</b>.</p>\n";
+    h << "<h1>multilora evaluation</h1>\n<p>Run: <code>" << html_escape(v.summary.value("run", "")) << "</code></p>\n";
+    h << "<p>" << html_escape(judge_line(v.summary)) << " Base method: <b>" << html_escape(v.base) << "</b>.</p>\n";
     h << "<p class=\"muted\">Win / tie / loss: share of composition sets where the method's score, averaged over "
          "both presentation orders, is higher than / equal to / lower than the base's. Scores are out of 10.</p>\n";
-    for (const auto& style : styles_of(summary)) {
-        h << "<h2>" << html_escape(style == "all" ? std::string("All styles") : style) << "</h2>\n";
-        std::vector<json> ks = ks_of(groups, style);
-        if (!ks.empty()) {
-            std::vector<std::string> cats;
-            for (const auto& k : ks) cats.push_back(k_label(k));
-            h << "<div class=\"charts\">";
-            for (int d = 0; d < 2; ++d) {
-                std::vector<Series> series;
-                for (const auto& m : methods) {
-                    Series sr{m, {}};
-                    for (const auto& k : ks) {
-                        const json* r = find_row(means, style, k, "method", m);
-                        sr.values.push_back(r && (*r)[kDims[d]].is_number() ? (*r)[kDims[d]].get<double>() : NAN);
-                    }
-                    series.push_back(sr);
-                }
-                h << svg_grouped_bars(std::string(kDimTitles[d]) + ": mean score by k", cats, series, 10.0, "/10");
-            }
-            h << "</div>\n<div class=\"charts\">";
-            for (int d = 0; d < 2; ++d) {
-                std::vector<StackRow> rows;
-                for (size_t m = 1; m < methods.size(); ++m)
-                    for (const auto& k : ks) {
-                        const json* g = find_row(groups, style, k, "compare", methods[m]);
-                        if (!g) continue;
-                        const json& w = (*g)["win_tie_loss"][kDims[d]];
-                        auto val = [](const json& v) { return v.is_number() ? v.get<double>() : 0.0; };
-                        rows.push_back({methods[m] + " vs " + base + ", " + k_label(k), val(w["win"]), val(w["tie"]),
-                                        val(w["loss"]), (*g)["sets"].get<int>()});
-                    }
-                h << svg_wtl_stacks(std::string(kDimTitles[d]) + ": win / tie / loss", rows);
-            }
-            h << "</div>\n";
-            for (int d = 0; d < 2; ++d) {
-                h << "<h3>" << kDimTitles[d] << ": win / tie / loss against " << html_escape(base)
-                  << " (%)</h3><table><tr><th>method</th>";
-                for (const auto& k : ks) h << "<th>" << k_label(k) << "</th>";
-                h << "</tr>";
-                for (size_t m = 1; m < methods.size(); ++m) {
-                    h << "<tr><td>" << html_escape(methods[m]) << " vs " << html_escape(base) << "</td>";
-                    for (const auto& k : ks)
-                        h << "<td>" << wtl_cell(find_row(groups, style, k, "compare", methods[m]), kDims[d]) << "</td>";
-                    h << "</tr>";
-                }
-                h << "</table>\n";
-            }
-            h << "<h3>Position bias</h3><table><tr><th>comparison</th><th>k</th><th>judgements</th><th>win % shown "
-                 "first (comp. / image)</th><th>win % shown second</th><th>first image preferred %</th><th>order-"
-                 "consistent sets %</th></tr>";
-            for (size_t m = 1; m < methods.size(); ++m)
-                for (const auto& k : ks) {
-                    const json* g = find_row(groups, style, k, "compare", methods[m]);
-                    if (!g) continue;
-                    const json& pb = (*g)["position_bias"];
-                    h << "<tr><td>" << html_escape(methods[m]) << " vs " << html_escape(base) << "</td><td>"
-                      << k_label(k) << "</td><td>" << (*g)["judgements"] << "</td><td>"
-                      << num(pb["compare_shown_first"]["composition"]["win"], 1) << " / "
-                      << num(pb["compare_shown_first"]["image"]["win"], 1) << "</td><td>"
-                      << num(pb["compare_shown_second"]["composition"]["win"], 1) << " / "
-                      << num(pb["compare_shown_second"]["image"]["win"], 1) << "</td><td>"
-                      << num(pb["first_image_preferred"]["composition"], 1) << " / "
-                      << num(pb["first_image_preferred"]["image"], 1) << "</td><td>"
-                      << num(pb["order_consistency"]["composition"], 1) << " / "
-                      << num(pb["order_consistency"]["image"], 1) << " (of " << pb["order_consistency"]["sets"]
-                      << ")</td></tr>";
-                }
-            h << "</table>\n";
-        }
-        if (summary.contains("clipscore") && summary["clipscore"].is_object()) {
-            const json& cg = summary["clipscore"].value("groups", json::array());
-            std::vector<json> cks = ks_of(cg, style);
-            if (!cks.empty()) {
-                std::vector<std::string> cats;
-                for (const auto& k : cks) cats.push_back(k_label(k));
-                std::vector<Series> series;
-                double top = 0;
-                for (const auto& m : methods) {
-                    Series sr{m, {}};
-                    for (const auto& k : cks) {
-                        const json* r = find_row(cg, style, k, "method", m);
-                        double v = r && (*r)["mean"].is_number() ? (*r)["mean"].get<double>() : NAN;
-                        if (!std::isnan(v)) top = std::max(top, v);
-                        sr.values.push_back(v);
-                    }
-                    series.push_back(sr);
-                }
-                double ymax = std::max(10.0, std::ceil(top / 10.0) * 10.0);
-                h << "<div class=\"charts\">" << svg_grouped_bars("CLIPScore by k", cats, series, ymax, "")
-                  << "</div>\n";
-            }
-        }
-    }
+}
 
-    // Sets
-    const json& sets = summary.value("sets", json::array());
-    if (!sets.empty()) {
-        h << "<h2>Composition sets</h2><table><tr><th>style</th><th>k</th><th>elements</th><th>sheet</th>";
-        for (size_t m = 1; m < methods.size(); ++m)
-            h << "<th>" << html_escape(methods[m]) << " vs " << html_escape(base) << "<br><span class=\"muted\">"
-              << "comp. / image</span></th>";
-        bool clip = summary.contains("clipscore") && summary["clipscore"].is_object();
-        if (clip) h << "<th>CLIPScore</th>";
-        h << "</tr>\n";
-        for (const auto& s : sets) {
-            h << "<tr><td>" << html_escape(s.value("style", "")) << "</td><td>" << s.value("k", 0) << "</td><td>";
-            bool first = true;
-            const json elements = s.value("elements", json::array());
-            for (const auto& e : elements) {
-                if (!first) h << "<br>";
-                first = false;
-                h << html_escape(e.value("category", "")) << ": " << html_escape(e.value("name", ""));
+// Mean scores by k (bars) and win / tie / loss against the base (stacks), for both dimensions.
+void judge_charts(std::ostringstream& h, const ReportView& v, const std::string& style, const std::vector<json>& ks) {
+    std::vector<std::string> cats;
+    for (const auto& k : ks) cats.push_back(k_label(k));
+    h << "<div class=\"charts\">";
+    for (int d = 0; d < 2; ++d) {
+        std::vector<Series> series;
+        for (const auto& m : v.methods) {
+            Series sr{m, {}};
+            for (const auto& k : ks) {
+                const json* r = find_row(v.means, style, k, "method", m);
+                sr.values.push_back(r && (*r)[kDims[d]].is_number() ? (*r)[kDims[d]].get<double>() : NAN);
             }
-            h << "</td><td>";
-            if (s.contains("sheet") && s["sheet"].is_string())
-                h << "<a href=\"" << html_escape(s["sheet"].get<std::string>()) << "\">sheet</a><br>";
-            const json images = s.value("images", json::object());
-            for (const auto& [m, path] : images.items())
-                h << "<a href=\"" << html_escape(path.get<std::string>()) << "\">" << html_escape(m) << "</a> ";
-            h << "</td>";
-            const json& judge = s.value("judge", json::object());
-            for (size_t m = 1; m < methods.size(); ++m) {
-                h << "<td>";
-                if (judge.contains(methods[m])) {
-                    const json& j = judge[methods[m]];
-                    const json& mb = j["mean"][base];
-                    const json& mc = j["mean"][methods[m]];
-                    h << html_escape(base) << " " << num(mb["composition"], 1) << " / " << num(mb["image"], 1) << "<br>"
-                      << html_escape(methods[m]) << " " << num(mc["composition"], 1) << " / " << num(mc["image"], 1)
-                      << "<br><span class=\"muted\">" << j["verdict"].value("composition", "") << " / "
-                      << j["verdict"].value("image", "") << " (" << j.value("orders", 0) << " orders)</span>";
-                } else {
-                    h << "<span class=\"muted\">-</span>";
-                }
-                h << "</td>";
+            series.push_back(sr);
+        }
+        h << svg_grouped_bars(std::string(kDimTitles[d]) + ": mean score by k", cats, series, 10.0, "/10");
+    }
+    h << "</div>\n<div class=\"charts\">";
+    for (int d = 0; d < 2; ++d) {
+        std::vector<StackRow> rows;
+        for (size_t m = 1; m < v.methods.size(); ++m)
+            for (const auto& k : ks) {
+                const json* g = find_row(v.groups, style, k, "compare", v.methods[m]);
+                if (!g) continue;
+                const json& w = (*g)["win_tie_loss"][kDims[d]];
+                auto val = [](const json& x) { return x.is_number() ? x.get<double>() : 0.0; };
+                rows.push_back({v.methods[m] + " vs " + v.base + ", " + k_label(k), val(w["win"]), val(w["tie"]),
+                                val(w["loss"]), (*g)["sets"].get<int>()});
             }
-            if (clip) {
-                h << "<td>";
-                const json clip_scores = s.value("clipscore", json::object());
-                for (const auto& [m, v] : clip_scores.items())
-                    h << html_escape(m) << " " << num(v, 2) << "<br>";
-                h << "</td>";
-            }
-            h << "</tr>\n";
+        h << svg_wtl_stacks(std::string(kDimTitles[d]) + ": win / tie / loss", rows);
+    }
+    h << "</div>\n";
+}
+
+void wtl_tables(std::ostringstream& h, const ReportView& v, const std::string& style, const std::vector<json>& ks) {
+    for (int d = 0; d < 2; ++d) {
+        h << "<h3>" << kDimTitles[d] << ": win / tie / loss against " << html_escape(v.base)
+          << " (%)</h3><table><tr><th>method</th>";
+        for (const auto& k : ks) h << "<th>" << k_label(k) << "</th>";
+        h << "</tr>";
+        for (size_t m = 1; m < v.methods.size(); ++m) {
+            h << "<tr><td>" << html_escape(v.methods[m]) << " vs " << html_escape(v.base) << "</td>";
+            for (const auto& k : ks)
+                h << "<td>" << wtl_cell(find_row(v.groups, style, k, "compare", v.methods[m]), kDims[d]) << "</td>";
+            h << "</tr>";
         }
         h << "</table>\n";
     }
+}
+
+void position_bias_table(std::ostringstream& h, const ReportView& v, const std::string& style, const std::vector<json>& ks) {
+    h << "<h3>Position bias</h3><table><tr><th>comparison</th><th>k</th><th>judgements</th><th>win % shown "
+         "first (comp. / image)</th><th>win % shown second</th><th>first image preferred %</th><th>order-"
+         "consistent sets %</th></tr>";
+    for (size_t m = 1; m < v.methods.size(); ++m)
+        for (const auto& k : ks) {
+            const json* g = find_row(v.groups, style, k, "compare", v.methods[m]);
+            if (!g) continue;
+            const json& pb = (*g)["position_bias"];
+            h << "<tr><td>" << html_escape(v.methods[m]) << " vs " << html_escape(v.base) << "</td><td>" << k_label(k)
+              << "</td><td>" << (*g)["judgements"] << "</td><td>" << num(pb["compare_shown_first"]["composition"]["win"], 1)
+              << " / " << num(pb["compare_shown_first"]["image"]["win"], 1) << "</td><td>"
+              << num(pb["compare_shown_second"]["composition"]["win"], 1) << " / "
+              << num(pb["compare_shown_second"]["image"]["win"], 1) << "</td><td>"
+              << num(pb["first_image_preferred"]["composition"], 1) << " / "
+              << num(pb["first_image_preferred"]["image"], 1) << "</td><td>"
+              << num(pb["order_consistency"]["composition"], 1) << " / " << num(pb["order_consistency"]["image"], 1)
+              << " (of " << pb["order_consistency"]["sets"] << ")</td></tr>";
+        }
+    h << "</table>\n";
+}
+
+void clipscore_chart(std::ostringstream& h, const ReportView& v, const std::string& style) {
+    const json& cg = v.summary["clipscore"].value("groups", json::array());
+    std::vector<json> cks = ks_of(cg, style);
+    if (cks.empty()) return;
+    std::vector<std::string> cats;
+    for (const auto& k : cks) cats.push_back(k_label(k));
+    std::vector<Series> series;
+    double top = 0;
+    for (const auto& m : v.methods) {
+        Series sr{m, {}};
+        for (const auto& k : cks) {
+            const json* r = find_row(cg, style, k, "method", m);
+            double x = r && (*r)["mean"].is_number() ? (*r)["mean"].get<double>() : NAN;
+            if (!std::isnan(x)) top = std::max(top, x);
+            sr.values.push_back(x);
+        }
+        series.push_back(sr);
+    }
+    double ymax = std::max(10.0, std::ceil(top / 10.0) * 10.0);
+    h << "<div class=\"charts\">" << svg_grouped_bars("CLIPScore by k", cats, series, ymax, "") << "</div>\n";
+}
+
+void style_section(std::ostringstream& h, const ReportView& v, const std::string& style) {
+    h << "<h2>" << html_escape(style == "all" ? std::string("All styles") : style) << "</h2>\n";
+    std::vector<json> ks = ks_of(v.groups, style);
+    if (!ks.empty()) {
+        judge_charts(h, v, style, ks);
+        wtl_tables(h, v, style, ks);
+        position_bias_table(h, v, style, ks);
+    }
+    if (v.has_clipscore()) clipscore_chart(h, v, style);
+}
+
+// One composition set: its elements, links to its sheet and images, the judge's means and verdicts per
+// comparison, and its CLIPScores.
+void set_row(std::ostringstream& h, const ReportView& v, const json& s, bool clip) {
+    h << "<tr><td>" << html_escape(s.value("style", "")) << "</td><td>" << s.value("k", 0) << "</td><td>";
+    bool first = true;
+    const json elements = s.value("elements", json::array());
+    for (const auto& e : elements) {
+        if (!first) h << "<br>";
+        first = false;
+        h << html_escape(e.value("category", "")) << ": " << html_escape(e.value("name", ""));
+    }
+    h << "</td><td>";
+    if (s.contains("sheet") && s["sheet"].is_string())
+        h << "<a href=\"" << html_escape(s["sheet"].get<std::string>()) << "\">sheet</a><br>";
+    const json images = s.value("images", json::object());
+    for (const auto& [m, path] : images.items())
+        h << "<a href=\"" << html_escape(path.get<std::string>()) << "\">" << html_escape(m) << "</a> ";
+    h << "</td>";
+    const json& judge = s.value("judge", json::object());
+    for (size_t m = 1; m < v.methods.size(); ++m) {
+        h << "<td>";
+        if (judge.contains(v.methods[m])) {
+            const json& j = judge[v.methods[m]];
+            const json& mb = j["mean"][v.base];
+            const json& mc = j["mean"][v.methods[m]];
+            h << html_escape(v.base) << " " << num(mb["composition"], 1) << " / " << num(mb["image"], 1) << "<br>"
+              << html_escape(v.methods[m]) << " " << num(mc["composition"], 1) << " / " << num(mc["image"], 1)
+              << "<br><span class=\"muted\">" << j["verdict"].value("composition", "") << " / "
+              << j["verdict"].value("image", "") << " (" << j.value("orders", 0) << " orders)</span>";
+        } else {
+            h << "<span class=\"muted\">-</span>";
+        }
+        h << "</td>";
+    }
+    if (clip) {
+        h << "<td>";
+        const json clip_scores = s.value("clipscore", json::object());
+        for (const auto& [m, x] : clip_scores.items()) h << html_escape(m) << " " << num(x, 2) << "<br>";
+        h << "</td>";
+    }
+    h << "</tr>\n";
+}
+
+void sets_table(std::ostringstream& h, const ReportView& v) {
+    const json& sets = v.summary.value("sets", json::array());
+    if (sets.empty()) return;
+    h << "<h2>Composition sets</h2><table><tr><th>style</th><th>k</th><th>elements</th><th>sheet</th>";
+    for (size_t m = 1; m < v.methods.size(); ++m)
+        h << "<th>" << html_escape(v.methods[m]) << " vs " << html_escape(v.base) << "<br><span class=\"muted\">"
+          << "comp. / image</span></th>";
+    const bool clip = v.has_clipscore();
+    if (clip) h << "<th>CLIPScore</th>";
+    h << "</tr>\n";
+    for (const auto& s : sets) set_row(h, v, s, clip);
+    h << "</table>\n";
+}
+
+}  // namespace
+
+std::string render_report_html(const json& summary) {
+    std::ostringstream h;
+    const ReportView view(summary);
+    html_head(h, view);
+    for (const auto& style : styles_of(summary)) style_section(h, view, style);
+    sets_table(h, view);
     h << "<p class=\"muted\">Written by multilora evaluate. Figures: summary.json; every request and answer: "
          "judgements.jsonl.</p></body></html>\n";
     return h.str();

@@ -13,6 +13,7 @@
 #include "composlora_catalog.h"
 #include "multilora/eval/text_util.h"
 #include "multilora/util/error.h"
+#include "multilora/util/strings.h"
 
 namespace fs = std::filesystem;
 using nlohmann::json;
@@ -189,91 +190,111 @@ bool parse_image_stem(const std::string& stem_in, std::string& method, std::vect
     return cur.empty() && !ids.empty();
 }
 
-RunIndex index_run(const std::string& run_dir) {
-    fs::path run(run_dir);
-    std::error_code ec;
-    if (!fs::is_directory(run, ec))
-        throw UsageError("--run: '" + run_dir + "' is not a folder (expected the out folder of `multilora batch`)");
-    Builder b;
-    b.index.run_dir = run_dir;
+namespace {
 
-    // 1. batch.jsonl
-    fs::path log = run / "batch.jsonl";
-    if (fs::exists(log, ec)) {
-        b.index.has_batch_log = true;
-        std::ifstream in(log);
-        std::string line;
-        size_t lineno = 0;
-        while (std::getline(in, line)) {
-            ++lineno;
-            if (line.find_first_not_of(" \t\r") == std::string::npos) continue;
-            json j = json::parse(line, nullptr, false);
-            auto bad = [&](const std::string& why) {
-                ++b.index.skipped_log_lines;
-                spdlog::debug("batch.jsonl line {}: {}", lineno, why);
-            };
-            if (!j.is_object()) {
-                bad("not a JSON object");
-                continue;
-            }
-            if (j.contains("status") && j["status"].is_string() && j["status"] != "ok" && j["status"] != "done" &&
-                j["status"] != "finished") {
-                bad("status " + j["status"].get<std::string>());
-                continue;
-            }
-            try {
-                std::string style = j.at("style").get<std::string>();
-                int k = j.at("k").is_string() ? std::stoi(j.at("k").get<std::string>()) : j.at("k").get<int>();
-                std::string method = j.at("method").get<std::string>();
-                std::vector<std::string> ids = j.at("lora_ids").get<std::vector<std::string>>();
-                if (style.empty() || method.empty() || ids.empty()) {
-                    bad("empty style, method or lora_ids");
-                    continue;
-                }
-                std::string key = join(ids, "_");
-                std::vector<std::string> candidates;
-                for (const char* field : {"output", "png"}) {
-                    if (!j.contains(field) || !j[field].is_string()) continue;
-                    fs::path out = j[field].get<std::string>();
-                    if (out.is_absolute()) {
-                        candidates.push_back(out.string());
-                    } else {
-                        candidates.push_back((run / out).string());
-                        candidates.push_back(out.string());
-                    }
-                }
-                candidates.push_back(layout_png(run, style, k, method, key));
-                std::string png;
-                for (const auto& c : candidates)
-                    if (fs::is_regular_file(c, ec)) {
-                        png = c;
-                        break;
-                    }
-                if (png.empty()) {
-                    bad("image not found (" + candidates.front() + ")");
-                    continue;
-                }
-                RunImage img;
-                img.png = png;
-                fs::path manifest = fs::path(png).replace_extension(".json");
-                if (fs::is_regular_file(manifest, ec)) img.manifest = manifest.string();
-                ManifestInfo mi = read_manifest(img.manifest);
-                if (j.contains("prompt") && j["prompt"].is_string()) img.prompt = j["prompt"].get<std::string>();
-                if (img.prompt.empty()) img.prompt = mi.prompt;
-                std::optional<uint64_t> seed = j.contains("seed") ? seed_of(j["seed"]) : std::nullopt;
-                if (!seed) seed = mi.seed;
-                std::vector<LoraElement> loras;
-                if (j.contains("loras")) read_loras(j["loras"], loras);
-                loras.insert(loras.end(), mi.loras.begin(), mi.loras.end());
-                for (const auto& e : loras) b.index.logged_loras.emplace_back(style, e);
-                b.add(style, k, method, ids, seed, std::move(img), /*replace=*/true);  // a later line wins
-            } catch (const std::exception& e) {
-                bad(std::string("missing or mistyped field: ") + e.what());
-            }
+// Where the image of a batch.jsonl line may be: its "output" or "png" field (relative to the run or as
+// written), then the layout's path.
+std::vector<std::string> png_candidates(const fs::path& run, const json& j, const std::string& style, int k,
+                                        const std::string& method, const std::string& key) {
+    std::vector<std::string> candidates;
+    for (const char* field : {"output", "png"}) {
+        if (!j.contains(field) || !j[field].is_string()) continue;
+        fs::path out = j[field].get<std::string>();
+        if (out.is_absolute()) {
+            candidates.push_back(out.string());
+        } else {
+            candidates.push_back((run / out).string());
+            candidates.push_back(out.string());
         }
     }
+    candidates.push_back(layout_png(run, style, k, method, key));
+    return candidates;
+}
 
-    // 2. The folder tree: finished images (PNG + manifest) that the log does not list.
+// Adds the image of one batch.jsonl record; returns why it was skipped, or "" when it was added.
+std::string add_log_record(Builder& b, const fs::path& run, const json& j) {
+    if (!j.is_object()) return "not a JSON object";
+    if (j.contains("status") && j["status"].is_string() && j["status"] != "ok" && j["status"] != "done" &&
+        j["status"] != "finished")
+        return "status " + j["status"].get<std::string>();
+    try {
+        std::string style = j.at("style").get<std::string>();
+        int k = j.at("k").is_string() ? std::stoi(j.at("k").get<std::string>()) : j.at("k").get<int>();
+        std::string method = j.at("method").get<std::string>();
+        std::vector<std::string> ids = j.at("lora_ids").get<std::vector<std::string>>();
+        if (style.empty() || method.empty() || ids.empty()) return "empty style, method or lora_ids";
+        const std::string key = join(ids, "_");
+        RunImage img;
+        std::error_code ec;
+        const std::vector<std::string> candidates = png_candidates(run, j, style, k, method, key);
+        for (const auto& c : candidates)
+            if (img.png.empty() && fs::is_regular_file(c, ec)) img.png = c;
+        if (img.png.empty()) return "image not found (" + candidates.front() + ")";
+        fs::path manifest = fs::path(img.png).replace_extension(".json");
+        if (fs::is_regular_file(manifest, ec)) img.manifest = manifest.string();
+        ManifestInfo mi = read_manifest(img.manifest);
+        if (j.contains("prompt") && j["prompt"].is_string()) img.prompt = j["prompt"].get<std::string>();
+        if (img.prompt.empty()) img.prompt = mi.prompt;
+        std::optional<uint64_t> seed = j.contains("seed") ? seed_of(j["seed"]) : std::nullopt;
+        if (!seed) seed = mi.seed;
+        std::vector<LoraElement> loras;
+        if (j.contains("loras")) read_loras(j["loras"], loras);
+        loras.insert(loras.end(), mi.loras.begin(), mi.loras.end());
+        for (const auto& e : loras) b.index.logged_loras.emplace_back(style, e);
+        b.add(style, k, method, ids, seed, std::move(img), /*replace=*/true);  // a later line wins
+        return "";
+    } catch (const std::exception& e) {
+        return std::string("missing or mistyped field: ") + e.what();
+    }
+}
+
+void index_batch_log(Builder& b, const fs::path& run) {
+    fs::path log = run / "batch.jsonl";
+    std::error_code ec;
+    if (!fs::exists(log, ec)) return;
+    b.index.has_batch_log = true;
+    std::ifstream in(log);
+    std::string line;
+    size_t lineno = 0;
+    while (std::getline(in, line)) {
+        ++lineno;
+        if (line.find_first_not_of(" \t\r") == std::string::npos) continue;
+        const std::string why = add_log_record(b, run, json::parse(line, nullptr, false));
+        if (why.empty()) continue;
+        ++b.index.skipped_log_lines;
+        spdlog::debug("batch.jsonl line {}: {}", lineno, why);
+    }
+}
+
+// Finished images (PNG + manifest) of one {style}/{k}_elements folder that the log does not list.
+void index_k_folder(Builder& b, const fs::path& folder, const std::string& style, int k) {
+    std::error_code ec;
+    std::vector<fs::path> pngs;
+    for (const auto& f : fs::directory_iterator(folder, ec))
+        if (f.is_regular_file(ec) && f.path().extension() == ".png") pngs.push_back(f.path());
+    std::sort(pngs.begin(), pngs.end());
+    for (const auto& p : pngs) {
+        std::string stem = p.stem().string();
+        if (stem.rfind("sheet_", 0) == 0) continue;
+        std::string method;
+        std::vector<std::string> ids;
+        std::optional<uint64_t> stem_seed;
+        if (!parse_image_stem(stem, method, ids, &stem_seed)) continue;
+        fs::path manifest = fs::path(p).replace_extension(".json");
+        if (!fs::is_regular_file(manifest, ec)) continue;  // not finished (or not ours)
+        if (b.pngs.count(fs::weakly_canonical(p, ec).string())) continue;
+        RunImage img;
+        img.png = p.string();
+        img.manifest = manifest.string();
+        ManifestInfo mi = read_manifest(img.manifest);
+        img.prompt = mi.prompt;
+        for (const auto& e : mi.loras) b.index.logged_loras.emplace_back(style, e);
+        b.add(style, k, method, ids, mi.seed ? mi.seed : stem_seed, std::move(img), /*replace=*/false);
+    }
+}
+
+void index_folder_tree(Builder& b, const fs::path& run) {
+    std::error_code ec;
     for (const auto& style_entry : fs::directory_iterator(run, ec)) {
         if (!style_entry.is_directory(ec)) continue;
         std::string style = style_entry.path().filename().string();
@@ -281,32 +302,22 @@ RunIndex index_run(const std::string& run_dir) {
         for (const auto& k_entry : fs::directory_iterator(style_entry.path(), ec)) {
             if (!k_entry.is_directory(ec)) continue;
             int k = k_of_dir(k_entry.path().filename().string());
-            if (k <= 0) continue;
-            std::vector<fs::path> pngs;
-            for (const auto& f : fs::directory_iterator(k_entry.path(), ec))
-                if (f.is_regular_file(ec) && f.path().extension() == ".png") pngs.push_back(f.path());
-            std::sort(pngs.begin(), pngs.end());
-            for (const auto& p : pngs) {
-                std::string stem = p.stem().string();
-                if (stem.rfind("sheet_", 0) == 0) continue;
-                std::string method;
-                std::vector<std::string> ids;
-                std::optional<uint64_t> stem_seed;
-                if (!parse_image_stem(stem, method, ids, &stem_seed)) continue;
-                fs::path manifest = fs::path(p).replace_extension(".json");
-                if (!fs::is_regular_file(manifest, ec)) continue;  // not finished (or not ours)
-                if (b.pngs.count(fs::weakly_canonical(p, ec).string())) continue;
-                RunImage img;
-                img.png = p.string();
-                img.manifest = manifest.string();
-                ManifestInfo mi = read_manifest(img.manifest);
-                img.prompt = mi.prompt;
-                for (const auto& e : mi.loras) b.index.logged_loras.emplace_back(style, e);
-                b.add(style, k, method, ids, mi.seed ? mi.seed : stem_seed, std::move(img), /*replace=*/false);
-            }
+            if (k > 0) index_k_folder(b, k_entry.path(), style, k);
         }
     }
+}
 
+}  // namespace
+
+RunIndex index_run(const std::string& run_dir) {
+    fs::path run(run_dir);
+    std::error_code ec;
+    if (!fs::is_directory(run, ec))
+        throw UsageError("--run: '" + run_dir + "' is not a folder (expected the out folder of `multilora batch`)");
+    Builder b;
+    b.index.run_dir = run_dir;
+    index_batch_log(b, run);
+    index_folder_tree(b, run);
     if (b.index.images == 0) {
         std::ostringstream msg;
         msg << "no batch output in '" << run_dir << "': expected " << (run / "batch.jsonl").string()

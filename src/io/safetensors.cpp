@@ -21,6 +21,7 @@
 
 #include "multilora/io/atomic_file.h"
 #include "multilora/util/error.h"
+#include "multilora/util/strings.h"
 
 #if defined(__BYTE_ORDER__) && __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
 #error "safetensors I/O assumes a little-endian host"
@@ -56,14 +57,6 @@ const DtypeDesc* dtype_by_type(c10::ScalarType t) {
     for (const auto& d : kDtypes)
         if (t == d.type) return &d;
     return nullptr;
-}
-
-std::string shape_str(const std::vector<int64_t>& shape) {
-    std::ostringstream os;
-    os << '[';
-    for (size_t i = 0; i < shape.size(); ++i) os << (i ? ", " : "") << shape[i];
-    os << ']';
-    return os.str();
 }
 
 [[noreturn]] void fail(const std::string& path, const std::string& problem) {
@@ -114,7 +107,12 @@ size_t release_mapped_pages(const void* data, size_t nbytes) {
 
 SafetensorsFile::~SafetensorsFile() = default;
 
-std::shared_ptr<SafetensorsFile> SafetensorsFile::open(const std::string& path) {
+namespace {
+
+// Opens and maps the file. A private writable mapping: a caller that writes into a tensor by mistake gets a
+// private copy of the page instead of a segfault (and never changes the file). Falls back to read-only
+// where the system's overcommit policy refuses the writable one for a large file.
+void map_file(const std::string& path, SafetensorsFile::Mapping& mapping) {
     int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
     if (fd < 0) throw RuntimeError("cannot open safetensors file '" + path + "': " + std::strerror(errno));
     struct stat st {};
@@ -134,26 +132,25 @@ std::shared_ptr<SafetensorsFile> SafetensorsFile::open(const std::string& path) 
     const uint64_t file_size = static_cast<uint64_t>(st.st_size);
     if (file_size < 8) {
         ::close(fd);
-        fail(path, "file is too short (" + std::to_string(file_size) +
-                       " bytes) to hold the 8-byte header length");
+        fail(path, "file is too short (" + std::to_string(file_size) + " bytes) to hold the 8-byte header length");
     }
-
-    auto mapping = std::make_shared<Mapping>();
-    mapping->size = static_cast<size_t>(file_size);
-    // A private writable mapping: a caller that writes into a tensor by mistake gets a private copy of the
-    // page instead of a segfault (and never changes the file). Fall back to read-only where the system's
-    // overcommit policy refuses the writable one for a large file.
-    mapping->addr = ::mmap(nullptr, mapping->size, PROT_READ | PROT_WRITE, MAP_PRIVATE, fd, 0);
-    if (mapping->addr == MAP_FAILED) mapping->addr = ::mmap(nullptr, mapping->size, PROT_READ, MAP_PRIVATE, fd, 0);
+    mapping.size = static_cast<size_t>(file_size);
+    mapping.addr = ::mmap(nullptr, mapping.size, PROT_READ | PROT_WRITE, MAP_PRIVATE, fd, 0);
+    if (mapping.addr == MAP_FAILED) mapping.addr = ::mmap(nullptr, mapping.size, PROT_READ, MAP_PRIVATE, fd, 0);
     int map_err = errno;
     ::close(fd);
-    if (mapping->addr == MAP_FAILED) {
-        mapping->addr = nullptr;
+    if (mapping.addr == MAP_FAILED) {
+        mapping.addr = nullptr;
         throw RuntimeError("cannot map safetensors file '" + path + "': " + std::strerror(map_err));
     }
-    mapping->register_range();
+    mapping.register_range();
+}
 
-    const uint8_t* base = mapping->bytes();
+// The 8-byte little-endian header length and the JSON header it announces (an object), checked against the
+// file size and the 100 MB limit. Sets mapping.data_start.
+nlohmann::ordered_json read_header(const std::string& path, SafetensorsFile::Mapping& mapping) {
+    const uint64_t file_size = mapping.size;
+    const uint8_t* base = mapping.bytes();
     uint64_t header_len = 0;
     for (int i = 7; i >= 0; --i) header_len = (header_len << 8) | base[i];
     if (header_len > file_size - 8)
@@ -161,7 +158,6 @@ std::shared_ptr<SafetensorsFile> SafetensorsFile::open(const std::string& path) 
                        std::to_string(file_size) + " bytes)");
     if (header_len > kMaxHeaderBytes)
         fail(path, "header length " + std::to_string(header_len) + " exceeds the 100 MB limit");
-
     const char* hbegin = reinterpret_cast<const char*>(base + 8);
     nlohmann::ordered_json header;
     try {
@@ -170,81 +166,70 @@ std::shared_ptr<SafetensorsFile> SafetensorsFile::open(const std::string& path) 
         fail(path, std::string("header is not valid JSON: ") + e.what());
     }
     if (!header.is_object()) fail(path, "header is not a JSON object");
+    mapping.data_start = 8 + header_len;
+    return header;
+}
 
-    const uint64_t data_size = file_size - 8 - header_len;
-    mapping->data_start = 8 + header_len;
-    std::shared_ptr<SafetensorsFile> file(new SafetensorsFile());
-    file->path_ = path;
-
-    for (const auto& [name, entry] : header.items()) {
-        const std::string where = "tensor '" + name + "'";
-        if (name == "__metadata__") {
-            if (!entry.is_object()) fail(path, "__metadata__ is not a JSON object");
-            for (const auto& [k, v] : entry.items()) {
-                if (!v.is_string()) fail(path, "__metadata__ value of '" + k + "' is not a string");
-                file->metadata_[k] = v.get<std::string>();
-            }
-            continue;
-        }
-        if (!entry.is_object()) fail(path, where + ": entry is not a JSON object");
-        for (const char* field : {"dtype", "shape", "data_offsets"})
-            if (!entry.contains(field)) fail(path, where + ": entry is missing the '" + field + "' field");
-
-        TensorInfo info;
-        info.name = name;
-        const auto& jdtype = entry["dtype"];
-        if (!jdtype.is_string()) fail(path, where + ": 'dtype' is not a string");
-        info.dtype = jdtype.get<std::string>();
-        const DtypeDesc* desc = dtype_by_name(info.dtype);
-        if (desc == nullptr) fail(path, where + " has unknown dtype '" + info.dtype + "'");
-
-        const auto& jshape = entry["shape"];
-        if (!jshape.is_array()) fail(path, where + ": 'shape' is not an array");
-        int64_t numel = 1;
-        bool overflow = false;
-        for (const auto& d : jshape) {
-            if (d.is_number_integer() && !d.is_number_unsigned())
-                fail(path, where + ": 'shape' has a negative dimension " + d.dump());
-            if (!d.is_number_unsigned()) fail(path, where + ": 'shape' has a non-integer dimension " + d.dump());
-            const uint64_t dim = d.get<uint64_t>();
-            if (dim > static_cast<uint64_t>(std::numeric_limits<int64_t>::max()))
-                fail(path, where + ": shape dimension " + std::to_string(dim) + " is too large");
-            info.shape.push_back(static_cast<int64_t>(dim));
-            if (!overflow && __builtin_mul_overflow(numel, static_cast<int64_t>(dim), &numel)) overflow = true;
-        }
-        // A zero dimension makes the element count 0 whatever the others are.
-        if (std::find(info.shape.begin(), info.shape.end(), 0) != info.shape.end()) {
-            numel = 0;
-            overflow = false;
-        }
-        uint64_t nbytes = 0;
-        if (overflow ||
-            __builtin_mul_overflow(static_cast<uint64_t>(numel), static_cast<uint64_t>(desc->size), &nbytes))
-            fail(path, where + ": shape " + shape_str(info.shape) +
-                           " is too large (its element or byte count overflows)");
-
-        const auto& joff = entry["data_offsets"];
-        if (!joff.is_array() || joff.size() != 2 || !joff[0].is_number_unsigned() || !joff[1].is_number_unsigned())
-            fail(path, where + ": 'data_offsets' must be two non-negative integers, got " + joff.dump());
-        info.begin = joff[0].get<uint64_t>();
-        info.end = joff[1].get<uint64_t>();
-        if (info.begin > info.end)
-            fail(path, where + ": data_offsets [" + std::to_string(info.begin) + ", " + std::to_string(info.end) +
-                           "] are out of bounds (begin after end)");
-        if (info.end - info.begin != nbytes)
-            fail(path, where + ": shape " + shape_str(info.shape) + " with dtype " + info.dtype + " needs " +
-                           std::to_string(nbytes) + " bytes but data_offsets [" + std::to_string(info.begin) +
-                           ", " + std::to_string(info.end) + "] span " + std::to_string(info.end - info.begin) +
-                           " bytes (byte count mismatch)");
-
-        if (file->infos_.count(name)) fail(path, where + " appears twice in the header");
-        file->names_.push_back(name);
-        file->infos_.emplace(name, std::move(info));
+// The shape of one entry and its byte size (no overflow; a zero dimension makes it empty).
+uint64_t read_shape(const std::string& path, const std::string& where, const nlohmann::ordered_json& jshape,
+                    const DtypeDesc& desc, TensorInfo& info) {
+    if (!jshape.is_array()) fail(path, where + ": 'shape' is not an array");
+    int64_t numel = 1;
+    bool overflow = false;
+    for (const auto& d : jshape) {
+        if (d.is_number_integer() && !d.is_number_unsigned())
+            fail(path, where + ": 'shape' has a negative dimension " + d.dump());
+        if (!d.is_number_unsigned()) fail(path, where + ": 'shape' has a non-integer dimension " + d.dump());
+        const uint64_t dim = d.get<uint64_t>();
+        if (dim > static_cast<uint64_t>(std::numeric_limits<int64_t>::max()))
+            fail(path, where + ": shape dimension " + std::to_string(dim) + " is too large");
+        info.shape.push_back(static_cast<int64_t>(dim));
+        if (!overflow && __builtin_mul_overflow(numel, static_cast<int64_t>(dim), &numel)) overflow = true;
     }
+    if (std::find(info.shape.begin(), info.shape.end(), 0) != info.shape.end()) {
+        numel = 0;
+        overflow = false;
+    }
+    uint64_t nbytes = 0;
+    if (overflow || __builtin_mul_overflow(static_cast<uint64_t>(numel), static_cast<uint64_t>(desc.size), &nbytes))
+        fail(path, where + ": shape " + shape_str(info.shape) + " is too large (its element or byte count overflows)");
+    return nbytes;
+}
 
-    // Overlaps and bounds, over the entries sorted by where their data starts. Empty tensors take no room.
+// One tensor entry {dtype, shape, data_offsets}: every field checked, the offsets against the byte size.
+TensorInfo read_entry(const std::string& path, const std::string& name, const nlohmann::ordered_json& entry) {
+    const std::string where = "tensor '" + name + "'";
+    if (!entry.is_object()) fail(path, where + ": entry is not a JSON object");
+    for (const char* field : {"dtype", "shape", "data_offsets"})
+        if (!entry.contains(field)) fail(path, where + ": entry is missing the '" + field + "' field");
+    TensorInfo info;
+    info.name = name;
+    const auto& jdtype = entry["dtype"];
+    if (!jdtype.is_string()) fail(path, where + ": 'dtype' is not a string");
+    info.dtype = jdtype.get<std::string>();
+    const DtypeDesc* desc = dtype_by_name(info.dtype);
+    if (desc == nullptr) fail(path, where + " has unknown dtype '" + info.dtype + "'");
+    const uint64_t nbytes = read_shape(path, where, entry["shape"], *desc, info);
+    const auto& joff = entry["data_offsets"];
+    if (!joff.is_array() || joff.size() != 2 || !joff[0].is_number_unsigned() || !joff[1].is_number_unsigned())
+        fail(path, where + ": 'data_offsets' must be two non-negative integers, got " + joff.dump());
+    info.begin = joff[0].get<uint64_t>();
+    info.end = joff[1].get<uint64_t>();
+    if (info.begin > info.end)
+        fail(path, where + ": data_offsets [" + std::to_string(info.begin) + ", " + std::to_string(info.end) +
+                       "] are out of bounds (begin after end)");
+    if (info.end - info.begin != nbytes)
+        fail(path, where + ": shape " + shape_str(info.shape) + " with dtype " + info.dtype + " needs " +
+                       std::to_string(nbytes) + " bytes but data_offsets [" + std::to_string(info.begin) + ", " +
+                       std::to_string(info.end) + "] span " + std::to_string(info.end - info.begin) +
+                       " bytes (byte count mismatch)");
+    return info;
+}
+
+// Overlaps and bounds, over the entries sorted by where their data starts. Empty tensors take no room.
+void check_layout(const std::string& path, const std::map<std::string, TensorInfo>& infos, uint64_t data_size) {
     std::vector<const TensorInfo*> by_offset;
-    for (const auto& [n, info] : file->infos_)
+    for (const auto& [n, info] : infos)
         if (info.end > info.begin) by_offset.push_back(&info);
     std::sort(by_offset.begin(), by_offset.end(), [](const TensorInfo* a, const TensorInfo* b) {
         return a->begin != b->begin ? a->begin < b->begin : a->name < b->name;
@@ -258,17 +243,40 @@ std::shared_ptr<SafetensorsFile> SafetensorsFile::open(const std::string& path) 
         if (t->begin != (i == 0 ? 0 : by_offset[i - 1]->end)) contiguous = false;
         max_end = std::max(max_end, t->end);
     }
-    if (max_end > data_size) {
-        if (contiguous)
-            fail(path, "file is truncated: the header describes " + std::to_string(max_end) +
-                           " bytes of tensor data but only " + std::to_string(data_size) + " bytes follow it");
-        for (const TensorInfo* t : by_offset)
-            if (t->end > data_size)
-                fail(path, "tensor '" + t->name + "': data_offsets [" + std::to_string(t->begin) + ", " +
-                               std::to_string(t->end) + "] are out of bounds (the data block holds " +
-                               std::to_string(data_size) + " bytes)");
-    }
+    if (max_end <= data_size) return;
+    if (contiguous)
+        fail(path, "file is truncated: the header describes " + std::to_string(max_end) +
+                       " bytes of tensor data but only " + std::to_string(data_size) + " bytes follow it");
+    for (const TensorInfo* t : by_offset)
+        if (t->end > data_size)
+            fail(path, "tensor '" + t->name + "': data_offsets [" + std::to_string(t->begin) + ", " +
+                           std::to_string(t->end) + "] are out of bounds (the data block holds " +
+                           std::to_string(data_size) + " bytes)");
+}
 
+}  // namespace
+
+std::shared_ptr<SafetensorsFile> SafetensorsFile::open(const std::string& path) {
+    auto mapping = std::make_shared<Mapping>();
+    map_file(path, *mapping);
+    const nlohmann::ordered_json header = read_header(path, *mapping);
+    std::shared_ptr<SafetensorsFile> file(new SafetensorsFile());
+    file->path_ = path;
+    for (const auto& [name, entry] : header.items()) {
+        if (name == "__metadata__") {
+            if (!entry.is_object()) fail(path, "__metadata__ is not a JSON object");
+            for (const auto& [k, v] : entry.items()) {
+                if (!v.is_string()) fail(path, "__metadata__ value of '" + k + "' is not a string");
+                file->metadata_[k] = v.get<std::string>();
+            }
+            continue;
+        }
+        TensorInfo info = read_entry(path, name, entry);
+        if (file->infos_.count(name)) fail(path, "tensor '" + name + "' appears twice in the header");
+        file->names_.push_back(name);
+        file->infos_.emplace(name, std::move(info));
+    }
+    check_layout(path, file->infos_, mapping->size - mapping->data_start);
     file->mapping_ = std::move(mapping);
     return file;
 }

@@ -14,23 +14,17 @@
 #include "multilora/models/unet.h"
 #include "multilora/text/clip_text_model.h"
 #include "multilora/util/error.h"
+#include "multilora/util/strings.h"
 
 namespace multilora::lora {
 namespace {
 
-bool starts_with(const std::string& s, const std::string& p) { return s.compare(0, p.size(), p) == 0; }
 
 std::string flatten(std::string s) {
     std::replace(s.begin(), s.end(), '.', '_');
     return s;
 }
 
-std::string shape_str(at::IntArrayRef s) {
-    std::ostringstream o;
-    o << "[";
-    for (size_t i = 0; i < s.size(); ++i) o << (i ? ", " : "") << s[i];
-    return o.str() + "]";
-}
 
 std::string some(const std::vector<std::string>& items, size_t n = 5) {
     std::ostringstream o;
@@ -140,9 +134,9 @@ const at::Tensor& weight_of(const TargetLayer& t) {
     return static_cast<models::LinearImpl*>(t.module)->weight;
 }
 
-std::shared_ptr<LayerAdapters>& adapters_of(const TargetLayer& t) {
-    if (t.is_conv) return static_cast<models::Conv2dImpl*>(t.module)->adapters;
-    return static_cast<models::LinearImpl*>(t.module)->adapters;
+std::shared_ptr<models::WeightAdapter>& adapter_slot(const TargetLayer& t) {
+    if (t.is_conv) return static_cast<models::Conv2dImpl*>(t.module)->adapter;
+    return static_cast<models::LinearImpl*>(t.module)->adapter;
 }
 
 // Resolves a file against the two indexes; fills `summary`, and `matches` with (group, target) pairs.
@@ -163,8 +157,8 @@ void match_file(const LoraFile& file, const TargetIndex& unet, const TargetIndex
             continue;
         }
         if (check_shapes && !fits(g, weight_of(*t), t->is_conv)) {
-            misfits.push_back(g.stem + ": down " + shape_str(g.down.sizes()) + ", up " + shape_str(g.up.sizes()) +
-                              " vs weight " + shape_str(weight_of(*t).sizes()) + " of " + t->path);
+            misfits.push_back(g.stem + ": down " + shape_str(g.down.sizes().vec()) + ", up " + shape_str(g.up.sizes().vec()) +
+                              " vs weight " + shape_str(weight_of(*t).sizes().vec()) + " of " + t->path);
             continue;
         }
         (g.part == LoraPart::Unet ? summary.matched_unet : summary.matched_text)++;
@@ -208,19 +202,7 @@ AdapterSet::AdapterSet(torch::nn::Module& unet, torch::nn::Module& text_encoder,
             spdlog::warn("{}: {} of {} modules matched this model; {} did not and are ignored", spec.path,
                          matches.size(), file.groups.size(), summary.unmatched);
         for (const auto& [g, t] : matches) {
-            auto& ad = adapters_of(*t);
-            if (ad && !owned_.count(&ad))
-                throw RuntimeError("internal: LoRA adapters are already attached to " + t->path);
-            if (!ad) {
-                owned_.insert(&ad);
-                int64_t stride = 1, padding = 0;
-                if (t->is_conv) {
-                    auto* c = static_cast<models::Conv2dImpl*>(t->module);
-                    stride = c->stride;
-                    padding = c->padding;
-                }
-                ad = std::make_shared<LayerAdapters>(weight_of(*t), t->is_conv, stride, padding);
-            }
+            std::shared_ptr<LayerAdapters> ad = layer_adapters(*t);
             ad->add_delta({static_cast<int>(slot), g->down.to(device), g->up.to(device),
                            g->scale() * spec.weight * lora_scale});
             auto& seen = g->part == LoraPart::Unet ? unet_seen : text_seen;
@@ -233,6 +215,24 @@ AdapterSet::AdapterSet(torch::nn::Module& unet, torch::nn::Module& text_encoder,
                      summary.matched_text, spec.weight);
         summaries_.push_back(std::move(summary));
     }
+}
+
+std::shared_ptr<LayerAdapters> AdapterSet::layer_adapters(const TargetLayer& t) {
+    std::shared_ptr<models::WeightAdapter>& slot = adapter_slot(t);
+    if (slot) {
+        if (!owned_.count(&slot)) throw RuntimeError("internal: LoRA adapters are already attached to " + t.path);
+        return std::static_pointer_cast<LayerAdapters>(slot);
+    }
+    int64_t stride = 1, padding = 0;
+    if (t.is_conv) {
+        auto* c = static_cast<models::Conv2dImpl*>(t.module);
+        stride = c->stride;
+        padding = c->padding;
+    }
+    auto made = std::make_shared<LayerAdapters>(weight_of(t), t.is_conv, stride, padding);
+    owned_.insert(&slot);
+    slot = made;
+    return made;
 }
 
 AdapterSet::~AdapterSet() {
@@ -265,7 +265,7 @@ LoraSummary inspect_lora(const std::string& path, torch::nn::Module* unet, torch
     nlohmann::json cfg = unet_config;
     if (!unet || !text_encoder) {
         sd_unet.emplace(models::UNetConfig::v1_5());
-        sd_text.emplace(models::ClipTextConfig::v1_5());
+        sd_text.emplace(text::ClipTextConfig::v1_5());
         unet = sd_unet->get();
         text_encoder = sd_text->get();
         cfg = models::UNetConfig::v1_5().to_json();

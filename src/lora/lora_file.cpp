@@ -7,11 +7,11 @@
 
 #include "multilora/io/safetensors.h"
 #include "multilora/util/error.h"
+#include "multilora/util/strings.h"
 
 namespace multilora::lora {
 namespace {
 
-bool starts_with(const std::string& s, const std::string& p) { return s.compare(0, p.size(), p) == 0; }
 bool ends_with(const std::string& s, const std::string& x) {
     return s.size() >= x.size() && s.compare(s.size() - x.size(), x.size(), x) == 0;
 }

@@ -4,8 +4,7 @@
 
 #include <cmath>
 
-#include "multilora/lora/layer_adapters.h"
-#include "multilora/models/flop_counter.h"
+#include "multilora/models/flop_tally.h"
 #include "multilora/models/matmul_kernels.h"
 
 namespace multilora::models {
@@ -19,7 +18,7 @@ LinearImpl::LinearImpl(int64_t in_features, int64_t out_features, bool has_bias)
 
 at::Tensor LinearImpl::forward(const at::Tensor& x) {
     if (flops::enabled()) flops::add(2.0 * static_cast<double>(x.numel()) * static_cast<double>(weight.size(0)));
-    if (adapters && adapters->active()) return adapters->linear(x, bias);
+    if (adapter && adapter->active()) return adapter->forward(x, bias);
     return dense(x, weight, bias);
 }
 
@@ -30,8 +29,8 @@ Conv2dImpl::Conv2dImpl(int64_t in_channels, int64_t out_channels, int64_t kernel
 }
 
 at::Tensor Conv2dImpl::forward(const at::Tensor& x) {
-    at::Tensor y = adapters && adapters->active() ? adapters->conv(x, bias)
-                                                  : at::conv2d(x, weight, bias, {stride, stride}, {padding, padding});
+    at::Tensor y = adapter && adapter->active() ? adapter->forward(x, bias)
+                                                : at::conv2d(x, weight, bias, {stride, stride}, {padding, padding});
     if (flops::enabled())
         flops::add(2.0 * static_cast<double>(y.numel()) * static_cast<double>(weight.numel() / weight.size(0)));
     return y;

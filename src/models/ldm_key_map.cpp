@@ -1,4 +1,5 @@
 #include "multilora/models/ldm_key_map.h"
+#include "multilora/util/strings.h"
 
 #include <array>
 #include <cstdlib>
@@ -8,7 +9,6 @@
 namespace multilora::models {
 namespace {
 
-bool starts_with(const std::string& s, const std::string& p) { return s.compare(0, p.size(), p) == 0; }
 
 std::vector<std::string> split(const std::string& s) {
     std::vector<std::string> out;
@@ -21,7 +21,7 @@ std::vector<std::string> split(const std::string& s) {
     return out;
 }
 
-std::string join(const std::vector<std::string>& parts, size_t from) {
+std::string dotted_from(const std::vector<std::string>& parts, size_t from) {
     std::string out;
     for (size_t i = from; i < parts.size(); ++i) out += (out.empty() ? "" : ".") + parts[i];
     return out;
@@ -67,26 +67,26 @@ std::string unet_key_to_ldm(const std::string& name, const UNetConfig& cfg) {
     const std::string p = kLdmUnetPrefix;
     const int per_level = cfg.layers_per_block + 1;
     auto parts = split(name);
-    if (starts_with(name, "conv_in.")) return p + "input_blocks.0.0." + join(parts, 1);
-    if (starts_with(name, "time_embedding.linear_1.")) return p + "time_embed.0." + join(parts, 2);
-    if (starts_with(name, "time_embedding.linear_2.")) return p + "time_embed.2." + join(parts, 2);
-    if (starts_with(name, "conv_norm_out.")) return p + "out.0." + join(parts, 1);
-    if (starts_with(name, "conv_out.")) return p + "out.2." + join(parts, 1);
+    if (starts_with(name, "conv_in.")) return p + "input_blocks.0.0." + dotted_from(parts, 1);
+    if (starts_with(name, "time_embedding.linear_1.")) return p + "time_embed.0." + dotted_from(parts, 2);
+    if (starts_with(name, "time_embedding.linear_2.")) return p + "time_embed.2." + dotted_from(parts, 2);
+    if (starts_with(name, "conv_norm_out.")) return p + "out.0." + dotted_from(parts, 1);
+    if (starts_with(name, "conv_out.")) return p + "out.2." + dotted_from(parts, 1);
     if (starts_with(name, "down_blocks.") && parts.size() > 4) {
         int level = std::atoi(parts[1].c_str());
         const std::string& kind = parts[2];
         int j = std::atoi(parts[3].c_str());
-        std::string rest = join(parts, 4);
+        std::string rest = dotted_from(parts, 4);
         if (kind == "resnets")
             return p + "input_blocks." + std::to_string(1 + level * per_level + j) + ".0." + unet_resnet_to_ldm(rest);
         if (kind == "attentions")
             return p + "input_blocks." + std::to_string(1 + level * per_level + j) + ".1." + rest;
         if (kind == "downsamplers")  // rest = "conv.weight"
-            return p + "input_blocks." + std::to_string((level + 1) * per_level) + ".0.op." + join(parts, 5);
+            return p + "input_blocks." + std::to_string((level + 1) * per_level) + ".0.op." + dotted_from(parts, 5);
     }
     if (starts_with(name, "mid_block.") && parts.size() > 3) {
         int j = std::atoi(parts[2].c_str());
-        std::string rest = join(parts, 3);
+        std::string rest = dotted_from(parts, 3);
         if (parts[1] == "resnets") return p + "middle_block." + std::to_string(j == 0 ? 0 : 2) + "." + unet_resnet_to_ldm(rest);
         if (parts[1] == "attentions") return p + "middle_block.1." + rest;
     }
@@ -94,7 +94,7 @@ std::string unet_key_to_ldm(const std::string& name, const UNetConfig& cfg) {
         int level = std::atoi(parts[1].c_str());
         const std::string& kind = parts[2];
         int j = std::atoi(parts[3].c_str());
-        std::string rest = join(parts, 4);
+        std::string rest = dotted_from(parts, 4);
         if (kind == "resnets")
             return p + "output_blocks." + std::to_string(level * per_level + j) + ".0." + unet_resnet_to_ldm(rest);
         if (kind == "attentions")
@@ -113,13 +113,13 @@ std::string unet_key_from_ldm(const std::string& key, const UNetConfig& cfg) {
     auto parts = split(k);
     if (parts.size() < 3) return "";
     if (parts[0] == "time_embed" && (parts[1] == "0" || parts[1] == "2"))
-        return std::string("time_embedding.linear_") + (parts[1] == "0" ? "1" : "2") + "." + join(parts, 2);
+        return std::string("time_embedding.linear_") + (parts[1] == "0" ? "1" : "2") + "." + dotted_from(parts, 2);
     if (parts[0] == "out" && (parts[1] == "0" || parts[1] == "2"))
-        return std::string(parts[1] == "0" ? "conv_norm_out." : "conv_out.") + join(parts, 2);
+        return std::string(parts[1] == "0" ? "conv_norm_out." : "conv_out.") + dotted_from(parts, 2);
     if (parts[0] == "input_blocks" && is_number(parts[1]) && is_number(parts[2])) {
         int idx = std::atoi(parts[1].c_str());
         int slot = std::atoi(parts[2].c_str());
-        std::string rest = join(parts, 3);
+        std::string rest = dotted_from(parts, 3);
         if (idx == 0) return slot == 0 ? "conv_in." + rest : "";
         int level = (idx - 1) / per_level;
         int j = (idx - 1) % per_level;
@@ -137,7 +137,7 @@ std::string unet_key_from_ldm(const std::string& key, const UNetConfig& cfg) {
     }
     if (parts[0] == "middle_block" && is_number(parts[1])) {
         int idx = std::atoi(parts[1].c_str());
-        std::string rest = join(parts, 2);
+        std::string rest = dotted_from(parts, 2);
         if (idx == 1) return "mid_block.attentions.0." + rest;
         std::string r = unet_resnet_from_ldm(rest);
         if (r.empty() || (idx != 0 && idx != 2)) return "";
@@ -149,7 +149,7 @@ std::string unet_key_from_ldm(const std::string& key, const UNetConfig& cfg) {
         int level = idx / per_level;
         int j = idx % per_level;
         if (level >= levels) return "";
-        std::string rest = join(parts, 3);
+        std::string rest = dotted_from(parts, 3);
         if (slot == 0) {
             std::string r = unet_resnet_from_ldm(rest);
             return r.empty() ? "" : "up_blocks." + std::to_string(level) + ".resnets." + std::to_string(j) + "." + r;
@@ -183,10 +183,10 @@ std::string vae_key_to_ldm(const std::string& name, const VaeConfig& cfg) {
     if (part != "encoder" && part != "decoder") return "";
     const std::string& sub = parts[1];
     if (sub == "conv_in" || sub == "conv_out") return p + name;
-    if (sub == "conv_norm_out") return p + part + ".norm_out." + join(parts, 2);
+    if (sub == "conv_norm_out") return p + part + ".norm_out." + dotted_from(parts, 2);
     if (sub == "mid_block" && parts.size() > 4) {
         int j = std::atoi(parts[3].c_str());
-        std::string rest = join(parts, 4);
+        std::string rest = dotted_from(parts, 4);
         if (parts[2] == "resnets") return p + part + ".mid.block_" + std::to_string(j + 1) + "." + vae_resnet_to_ldm(rest);
         if (parts[2] == "attentions") {
             for (const auto& [d, l] : kVaeMidAttention)
@@ -199,9 +199,9 @@ std::string vae_key_to_ldm(const std::string& name, const VaeConfig& cfg) {
         int level = std::atoi(parts[2].c_str());
         int ldm_level = sub == "down_blocks" ? level : levels - 1 - level;
         std::string base = p + part + (sub == "down_blocks" ? ".down." : ".up.") + std::to_string(ldm_level) + ".";
-        if (parts[3] == "resnets") return base + "block." + parts[4] + "." + vae_resnet_to_ldm(join(parts, 5));
-        if (parts[3] == "downsamplers") return base + "downsample." + join(parts, 5);
-        if (parts[3] == "upsamplers") return base + "upsample." + join(parts, 5);
+        if (parts[3] == "resnets") return base + "block." + parts[4] + "." + vae_resnet_to_ldm(dotted_from(parts, 5));
+        if (parts[3] == "downsamplers") return base + "downsample." + dotted_from(parts, 5);
+        if (parts[3] == "upsamplers") return base + "upsample." + dotted_from(parts, 5);
     }
     return "";
 }
@@ -216,9 +216,9 @@ std::string vae_key_from_ldm(const std::string& key, const VaeConfig& cfg) {
     if (part != "encoder" && part != "decoder") return "";
     const std::string& sub = parts[1];
     if (sub == "conv_in" || sub == "conv_out") return k;
-    if (sub == "norm_out") return part + ".conv_norm_out." + join(parts, 2);
+    if (sub == "norm_out") return part + ".conv_norm_out." + dotted_from(parts, 2);
     if (sub == "mid" && parts.size() > 3) {
-        std::string rest = join(parts, 3);
+        std::string rest = dotted_from(parts, 3);
         if (parts[2] == "block_1" || parts[2] == "block_2")
             return part + ".mid_block.resnets." + (parts[2] == "block_1" ? "0." : "1.") + vae_resnet_from_ldm(rest);
         if (parts[2] == "attn_1") {
@@ -233,9 +233,9 @@ std::string vae_key_from_ldm(const std::string& key, const VaeConfig& cfg) {
         if (ldm_level >= levels) return "";
         int level = sub == "down" ? ldm_level : levels - 1 - ldm_level;
         std::string base = part + (sub == "down" ? ".down_blocks." : ".up_blocks.") + std::to_string(level) + ".";
-        if (parts[3] == "block" && is_number(parts[4])) return base + "resnets." + parts[4] + "." + vae_resnet_from_ldm(join(parts, 5));
-        if (parts[3] == "downsample") return base + "downsamplers.0." + join(parts, 4);
-        if (parts[3] == "upsample") return base + "upsamplers.0." + join(parts, 4);
+        if (parts[3] == "block" && is_number(parts[4])) return base + "resnets." + parts[4] + "." + vae_resnet_from_ldm(dotted_from(parts, 5));
+        if (parts[3] == "downsample") return base + "downsamplers.0." + dotted_from(parts, 4);
+        if (parts[3] == "upsample") return base + "upsamplers.0." + dotted_from(parts, 4);
     }
     return "";
 }

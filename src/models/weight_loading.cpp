@@ -7,17 +7,11 @@
 
 #include "multilora/io/safetensors.h"
 #include "multilora/util/error.h"
+#include "multilora/util/strings.h"
 
 namespace multilora::models {
 namespace {
 
-std::string shape_str(at::IntArrayRef s) {
-    std::ostringstream o;
-    o << "[";
-    for (size_t i = 0; i < s.size(); ++i) o << (i ? ", " : "") << s[i];
-    o << "]";
-    return o.str();
-}
 
 std::string list_some(const std::vector<std::string>& items, size_t n = 8) {
     std::ostringstream o;
@@ -60,7 +54,7 @@ std::vector<std::string> assign_weights(torch::nn::Module& module, const WeightI
         bool conv_as_linear = !same && want.size() == 2 && info.shape.size() == 4 && info.shape[0] == want[0] &&
                               info.shape[1] == want[1] && info.shape[2] == 1 && info.shape[3] == 1;
         if (!same && !conv_as_linear) {
-            mismatched.push_back(name + ": file has " + shape_str(info.shape) + ", model expects " + shape_str(want));
+            mismatched.push_back(name + ": file has " + shape_str(info.shape) + ", model expects " + shape_str(want.vec()));
             continue;
         }
         at::Tensor t = it->second.file->tensor(it->second.key, static_cast<int8_t>(dtype));

@@ -33,18 +33,8 @@ at::Tensor draw_initial_noise(uint64_t seed, int64_t draw_index, at::IntArrayRef
     return noise;
 }
 
-at::Tensor predict_noise_cfg(StableDiffusionModel& model, const NoiseContext& ctx) {
-    const int64_t n = ctx.scaled_latents.size(0);
-    if (ctx.guidance_scale <= 1.0) {
-        // diffusers skips the unconditional branch when guidance is off.
-        at::Tensor cond = ctx.prompts.cond.expand({n, -1, -1});
-        return model.unet->forward(ctx.scaled_latents, ctx.timestep, cond);
-    }
-    at::Tensor context = at::cat({ctx.prompts.uncond.expand({n, -1, -1}), ctx.prompts.cond.expand({n, -1, -1})}, 0);
-    at::Tensor input = at::cat({ctx.scaled_latents, ctx.scaled_latents}, 0);
-    at::Tensor eps = model.unet->forward(input, ctx.timestep, context);
-    auto halves = eps.chunk(2, 0);
-    return halves[0] + ctx.guidance_scale * (halves[1] - halves[0]);
+compose::ModelParts model_parts(StableDiffusionModel& model) {
+    return {*model.unet, *model.text_encoder, *model.tokenizer};
 }
 
 std::vector<std::vector<uint8_t>> to_rgb8(const at::Tensor& images) {
@@ -59,37 +49,12 @@ std::vector<std::vector<uint8_t>> to_rgb8(const at::Tensor& images) {
     return out;
 }
 
-GenerationResult generate(StableDiffusionModel& model, const GenerationRequest& request, const StepCallback& on_step,
-                          const NoisePredictor& predictor, const std::function<EncodedPrompts()>& encode) {
-    validate_request(request);
-    c10::InferenceMode inference;
-    GenerationResult result;
-    const auto& vae_cfg = model.vae->config();
-    const int factor = vae_cfg.downscale_factor();
-    if (request.width % factor != 0 || request.height % factor != 0)
-        throw UsageError("--width and --height must be multiples of " + std::to_string(factor) + " for this VAE");
-    result.width = request.width;
-    result.height = request.height;
+namespace {
 
-    auto t0 = std::chrono::steady_clock::now();
-    EncodedPrompts prompts = encode ? encode()
-                                    : encode_prompts(*model.tokenizer, *model.text_encoder, request.prompt,
-                                                     request.negative_prompt, request.long_prompt);
-    result.prompt_truncated = prompts.truncated;
-    result.encode_seconds = seconds_since(t0);
-    // Phase boundary: the text encoder's weight pages and the free heap blocks it left are not needed
-    // while denoising; likewise the UNet's while the VAE decodes (below). Measured at 512x512 fp32 with
-    // the full SD1.5: peak RSS 6.95 -> 4.75 GB (1.11x the 4.27 GB of weights).
-    release_resident_weights(*model.text_encoder);
-    release_free_memory();
-
-    auto scheduler = sampling::make_scheduler(request.scheduler, model.scheduler_config);
-    scheduler->set_timesteps(request.steps);
-    result.timesteps = scheduler->timesteps();
-
-    // Initial noise: float32 randn from a CPU generator seeded once, the numbers diffusers draws from
-    // torch.Generator("cpu").manual_seed(seed); the same generator then feeds ancestral samplers.
-    at::Generator gen = at::detail::createCPUGenerator(request.seed);
+// The initial latents: float32 randn from a CPU generator seeded once (the numbers diffusers draws from
+// torch.Generator("cpu").manual_seed(seed)), or the caller's noise, times init_noise_sigma.
+at::Tensor initial_latents(const StableDiffusionModel& model, const GenerationRequest& request,
+                           const sampling::Scheduler& scheduler, at::Generator& gen, int factor) {
     const int64_t channels = model.unet->config().in_channels;
     const std::vector<int64_t> shape{request.num_images, channels, request.height / factor, request.width / factor};
     at::Tensor latents;
@@ -100,25 +65,78 @@ GenerationResult generate(StableDiffusionModel& model, const GenerationRequest& 
     } else {
         latents = at::randn(shape, gen, at::TensorOptions().dtype(at::kFloat));
     }
-    latents = latents.to(model.device, model.dtype) * scheduler->init_noise_sigma();
+    return latents.to(model.device, model.dtype) * scheduler.init_noise_sigma();
+}
 
-    const bool integral_steps = scheduler->diffusers_class() != "EulerDiscreteScheduler" &&
-                                scheduler->diffusers_class() != "EulerAncestralDiscreteScheduler";
-    NoisePredictor predict = predictor ? predictor : [&](const NoiseContext& c) { return predict_noise_cfg(model, c); };
-    for (int i = 0; i < static_cast<int>(result.timesteps.size()); ++i) {
+// The denoising loop: one method->predict and one scheduler step per timestep.
+at::Tensor denoise(StableDiffusionModel& model, const GenerationRequest& request, compose::CompositionMethod& method,
+                   const text::EncodedPrompts& prompts, sampling::Scheduler& scheduler, at::Tensor latents,
+                   at::Generator& gen, const StepCallback& on_step, GenerationResult& result) {
+    const int total = static_cast<int>(result.timesteps.size());
+    for (int i = 0; i < total; ++i) {
         auto ts = std::chrono::steady_clock::now();
-        double t = result.timesteps[i];
-        at::Tensor timestep = integral_steps ? at::scalar_tensor(static_cast<int64_t>(t), at::kLong)
-                                             : at::scalar_tensor(t, at::kFloat);
+        const double t = result.timesteps[i];
+        at::Tensor timestep = scheduler.timestep_is_integral() ? at::scalar_tensor(static_cast<int64_t>(t), at::kLong)
+                                                               : at::scalar_tensor(t, at::kFloat);
         timestep = timestep.to(model.device);
-        at::Tensor scaled = scheduler->scale_model_input(latents, i);
-        NoiseContext ctx{scaled, timestep, i, prompts, request.guidance_scale};
-        at::Tensor eps = predict(ctx);
-        latents = scheduler->step(eps, i, latents, &gen);
-        double secs = seconds_since(ts);
+        at::Tensor scaled = scheduler.scale_model_input(latents, i);
+        compose::StepContext ctx{scaled, timestep, i, prompts, request.guidance_scale};
+        at::Tensor eps = method.predict(ctx);
+        latents = scheduler.step(eps, i, latents, &gen);
+        const double secs = seconds_since(ts);
         result.step_seconds.push_back(secs);
-        if (on_step) on_step(i, static_cast<int>(result.timesteps.size()), secs);
+        if (on_step) on_step(i, total, secs);
     }
+    return latents;
+}
+
+// Without a method: the base model as it is (its adapters are left as they are).
+class PlainMethod final : public compose::CompositionMethod {
+public:
+    explicit PlainMethod(compose::ModelParts model) : model_(model) {}
+    text::EncodedPrompts encode(const compose::PromptText& text) override { return compose::encode_text(model_, text); }
+    at::Tensor predict(const compose::StepContext& ctx) override { return compose::cfg_predict(model_.unet, ctx); }
+    nlohmann::json record() const override { return {{"method", "none"}}; }
+
+private:
+    compose::ModelParts model_;
+};
+
+}  // namespace
+
+GenerationResult generate(StableDiffusionModel& model, const GenerationRequest& request,
+                          compose::CompositionMethod* method, const StepCallback& on_step) {
+    validate_request(request);
+    c10::InferenceMode inference;
+    GenerationResult result;
+    const auto& vae_cfg = model.vae->config();
+    const int factor = vae_cfg.downscale_factor();
+    if (request.width % factor != 0 || request.height % factor != 0)
+        throw UsageError("--width and --height must be multiples of " + std::to_string(factor) + " for this VAE");
+    result.width = request.width;
+    result.height = request.height;
+    PlainMethod plain(model_parts(model));
+    compose::CompositionMethod& m = method ? *method : plain;
+
+    auto t0 = std::chrono::steady_clock::now();
+    const text::EncodedPrompts prompts = m.encode(request.prompt_text());
+    result.positive_truncated = prompts.prompt_truncated;
+    result.negative_truncated = prompts.negative_truncated;
+    result.prompt_truncated = prompts.truncated();
+    result.encode_seconds = seconds_since(t0);
+    // Phase boundary: the text encoder's weight pages and the free heap blocks it left are not needed
+    // while denoising; likewise the UNet's while the VAE decodes (below). Measured at 512x512 fp32 with
+    // the full SD1.5: peak RSS 6.95 -> 4.75 GB (1.11x the 4.27 GB of weights).
+    release_resident_weights(*model.text_encoder);
+    release_free_memory();
+
+    auto scheduler = sampling::make_scheduler(request.scheduler, model.scheduler_config);
+    scheduler->set_timesteps(request.steps);
+    result.timesteps = scheduler->timesteps();
+    // The generator that drew the initial noise then feeds ancestral samplers.
+    at::Generator gen = at::detail::createCPUGenerator(request.seed);
+    at::Tensor latents = initial_latents(model, request, *scheduler, gen, factor);
+    latents = denoise(model, request, m, prompts, *scheduler, latents, gen, on_step, result);
     result.latents = latents.to(at::kFloat).cpu();
 
     auto td = std::chrono::steady_clock::now();

@@ -15,6 +15,7 @@
 #include "multilora/models/weight_loading.h"
 #include "multilora/sampling/scheduler.h"
 #include "multilora/util/error.h"
+#include "multilora/util/strings.h"
 
 namespace fs = std::filesystem;
 
@@ -41,7 +42,6 @@ c10::Device parse_device(const std::string& name) {
 
 namespace {
 
-bool starts_with(const std::string& s, const std::string& p) { return s.compare(0, p.size(), p) == 0; }
 
 const char* kPickleHint =
     "multilora reads only .safetensors weights (pickle files can run arbitrary code when loaded). Convert it once "
@@ -173,7 +173,7 @@ struct SingleFileIndex {
     std::vector<std::string> unused;
     models::UNetConfig unet_cfg;
     models::VaeConfig vae_cfg;
-    models::ClipTextConfig text_cfg;
+    text::ClipTextConfig text_cfg;
 };
 
 SingleFileIndex index_single_file(const std::string& path) {
@@ -207,8 +207,8 @@ SingleFileIndex index_single_file(const std::string& path) {
                                      : models::UNetConfig::from_json(unet_meta);
     s.vae_cfg = vae_meta.is_null() ? models::VaeConfig::detect_from_weights(models::shapes_of(s.vae))
                                    : models::VaeConfig::from_json(vae_meta);
-    s.text_cfg = text_meta.is_null() ? models::ClipTextConfig::detect_from_weights(models::shapes_of(s.text))
-                                     : models::ClipTextConfig::from_json(text_meta);
+    s.text_cfg = text_meta.is_null() ? text::ClipTextConfig::detect_from_weights(models::shapes_of(s.text))
+                                     : text::ClipTextConfig::from_json(text_meta);
     return s;
 }
 
@@ -292,7 +292,7 @@ void load_folder(const LoadOptions& opt, StableDiffusionModel& model) {
         else text_named[name] = src;
     }
     model.unet = models::UNet2DConditionModel(models::UNetConfig::from_json(config_of("unet")));
-    model.text_encoder = text::ClipTextModel(models::ClipTextConfig::from_json(config_of("text_encoder")));
+    model.text_encoder = text::ClipTextModel(text::ClipTextConfig::from_json(config_of("text_encoder")));
     auto unused = models::assign_weights(*model.unet, unet_idx, model.dtype, model.device, "UNet in '" + (root / "unet").string() + "'");
     model.unused_tensors.insert(model.unused_tensors.end(), unused.begin(), unused.end());
     unused = models::assign_weights(*model.text_encoder, text_named, model.dtype, model.device,

@@ -65,8 +65,21 @@ void release_free_memory() {
     if (g_allocator_tuned) malloc_trim(0);
 }
 
+bool cpu_has_avx512() {
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_cpu_init();
+    // What libtorch's AVX-512 kernels are compiled for (F, BW, VL, DQ).
+    return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+           __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq");
+#else
+    return false;
+#endif
+}
+
 void configure_cpu_kernels() {
-    setenv("ATEN_CPU_CAPABILITY", "avx512", /*overwrite=*/0);
+    // libtorch 1.13 takes ATEN_CPU_CAPABILITY at its word: "avx512" on a CPU without AVX-512 dies of SIGILL at
+    // the first kernel. So it is only set where the CPU has the instructions.
+    if (cpu_has_avx512()) setenv("ATEN_CPU_CAPABILITY", "avx512", /*overwrite=*/0);
     const char* blas = std::getenv("MULTILORA_BLAS_PRODUCTS");
     if (blas && std::string(blas) == "1") models::set_onednn_products_enabled(false);
 }

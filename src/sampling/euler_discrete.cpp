@@ -20,11 +20,8 @@
 
 #include <ATen/ATen.h>
 
-#include <algorithm>
-#include <cmath>
-
 #include "multilora/util/error.h"
-#include "sampling/numpy_compat.h"
+#include "sampling/euler_family.h"
 #include "sampling/schedule_common.h"
 #include "sampling/scheduler_impls.h"
 
@@ -57,113 +54,70 @@ json euler_defaults() {
     };
 }
 
-class EulerDiscrete final : public Scheduler {
+// The options of EulerDiscreteScheduler that the ancestral scheduler does not take.
+void check_euler_options(const json& cfg, const std::string& prediction_type) {
+    if (cfg_string(cfg, "interpolation_type") != "linear") {
+        throw UsageError("scheduler config: interpolation_type '" + cfg_string(cfg, "interpolation_type") +
+                         "' is not supported (linear)");
+    }
+    for (const char* key : {"use_exponential_sigmas", "use_beta_sigmas"}) {
+        if (cfg_bool(cfg, key)) throw UsageError(std::string("scheduler config: ") + key + "=true is not supported");
+    }
+    if (cfg_string(cfg, "timestep_type") == "continuous" && prediction_type == "v_prediction") {
+        throw UsageError("scheduler config: timestep_type 'continuous' with v_prediction is not supported");
+    }
+    final_sigmas_type(cfg);  // throws for a value other than "zero" / "sigma_min"
+}
+
+class EulerDiscrete final : public EulerFamily {
 public:
-    EulerDiscrete(std::string name, json cfg) : name_(std::move(name)), cfg_(std::move(cfg)) {
-        prediction_type_ = cfg_string(cfg_, "prediction_type");
-        if (prediction_type_ == "original_sample") prediction_type_ = "sample";
-        if (prediction_type_ != "epsilon" && prediction_type_ != "v_prediction" && prediction_type_ != "sample") {
-            throw UsageError("scheduler config: prediction_type '" + prediction_type_ +
-                             "' is not supported by " + diffusers_class() + " (epsilon, v_prediction, sample)");
-        }
-        if (cfg_string(cfg_, "interpolation_type") != "linear") {
-            throw UsageError("scheduler config: interpolation_type '" + cfg_string(cfg_, "interpolation_type") +
-                             "' is not supported (linear)");
-        }
-        for (const char* key : {"use_exponential_sigmas", "use_beta_sigmas"}) {
-            if (cfg_bool(cfg_, key)) {
-                throw UsageError(std::string("scheduler config: ") + key + "=true is not supported");
-            }
-        }
-        if (cfg_string(cfg_, "timestep_type") == "continuous" && prediction_type_ == "v_prediction") {
-            throw UsageError("scheduler config: timestep_type 'continuous' with v_prediction is not supported");
-        }
-        final_sigmas_type_ = final_sigmas_type(cfg_);
-        karras_ = cfg_bool(cfg_, "use_karras_sigmas");
-        spacing_ = cfg_string(cfg_, "timestep_spacing");
-        steps_offset_ = cfg_int(cfg_, "steps_offset");
-        table_ = make_noise_table(cfg_, /*pin_zero_snr_tail=*/true);
-        cfg_["_class_name"] = diffusers_class();
-    }
-
-    void set_timesteps(int num_inference_steps) override {
-        const int64_t N = cfg_int(cfg_, "num_train_timesteps");
-        check_steps(num_inference_steps, N, false);
-        std::vector<double> grid =
-            spaced_timesteps(spacing_, N, num_inference_steps, steps_offset_, /*round_linspace=*/false);
-        // the grid is handed on as float32
-        for (auto& t : grid) t = static_cast<double>(static_cast<float>(t));
-        std::vector<double> sig = np_interp_unit_grid(grid, table_.sigmas);
-        if (karras_) {
-            double smin = sig.back();
-            double smax = sig.front();
-            double v;
-            if (cfg_optional_double(cfg_, "sigma_min", &v)) smin = v;
-            if (cfg_optional_double(cfg_, "sigma_max", &v)) smax = v;
-            sig = karras_sigmas(smin, smax, num_inference_steps);
-            const std::vector<float> log_sigmas = log_sigma_table(table_.sigmas);
-            grid.clear();
-            for (double s : sig) grid.push_back(static_cast<double>(static_cast<float>(sigma_to_t(s, log_sigmas))));
-        }
-        sig.push_back(final_sigmas_type_ == "sigma_min" ? table_.sigmas.front() : 0.0);
-        timesteps_ = grid;
-        sigmas_ = float_tensor(sig);
-        init_noise_sigma_ = euler_init_noise_sigma(sigmas_, spacing_);
-    }
-
-    std::vector<double> timesteps() const override { return timesteps_; }
-
-    double init_noise_sigma() const override {
-        if (!sigmas_.defined()) throw RuntimeError(diffusers_class() + ": set_timesteps was not called");
-        return init_noise_sigma_;
-    }
-
-    at::Tensor scale_model_input(const at::Tensor& sample, int step_index) override {
-        check_index(step_index);
-        const at::Tensor sigma = sigmas_[step_index];
-        return scale_by_sigma(sample, sigma);
+    EulerDiscrete(std::string name, json cfg)
+        : EulerFamily(std::move(name), "EulerDiscreteScheduler", std::move(cfg), {"epsilon", "v_prediction", "sample"},
+                      &check_euler_options) {
+        final_sigmas_type_ = final_sigmas_type(resolved_config());
+        karras_ = cfg_bool(resolved_config(), "use_karras_sigmas");
     }
 
     at::Tensor step(const at::Tensor& model_output, int step_index, const at::Tensor& sample,
                     at::Generator* /*generator*/) override {
         check_index(step_index);
+        const at::Tensor& sigmas = sigma_grid();
         at::Tensor x = sample.to(at::kFloat);
-        const at::Tensor sigma = sigmas_[step_index];
+        const at::Tensor sigma = sigmas[step_index];
         const double gamma = 0.0;  // s_churn = 0: no noise is added back
         const at::Tensor sigma_hat = sigma * (gamma + 1);
-        at::Tensor denoised;
-        if (prediction_type_ == "epsilon") {
-            denoised = x - sigma_hat * model_output;
-        } else if (prediction_type_ == "v_prediction") {
-            denoised = model_output * (-sigma / (sigma.pow(2) + 1).pow(0.5)) + (x / (sigma.pow(2) + 1));
-        } else {
-            denoised = model_output;
-        }
-        const at::Tensor derivative = (x - denoised) / sigma_hat;
-        const at::Tensor dt = sigmas_[step_index + 1] - sigma_hat;
+        const at::Tensor pred_original = denoised(model_output, x, sigma, sigma_hat);
+        const at::Tensor derivative = (x - pred_original) / sigma_hat;
+        const at::Tensor dt = sigmas[step_index + 1] - sigma_hat;
         const at::Tensor prev = x + derivative * dt;
         return prev.to(model_output.scalar_type());
     }
 
-    std::string name() const override { return name_; }
-    std::string diffusers_class() const override { return "EulerDiscreteScheduler"; }
-
-    std::vector<double> sigmas() const override { return float_values(sigmas_); }
-
-    json config() const override { return cfg_; }
-
 private:
-    void check_index(int step_index) const { check_step_index(diffusers_class(), timesteps_.size(), step_index); }
+    // use_karras_sigmas: Karras sigmas between the interpolated grid's ends (or the config's sigma_min /
+    // sigma_max), with the fractional timesteps whose training sigmas they are.
+    void remap_sigmas(int num_inference_steps, std::vector<double>& timesteps,
+                      std::vector<double>& sigmas) const override {
+        if (!karras_) return;
+        double smin = sigmas.back();
+        double smax = sigmas.front();
+        double v;
+        if (cfg_optional_double(resolved_config(), "sigma_min", &v)) smin = v;
+        if (cfg_optional_double(resolved_config(), "sigma_max", &v)) smax = v;
+        sigmas = karras_sigmas(smin, smax, num_inference_steps);
+        const std::vector<float> log_sigmas = log_sigma_table(noise_table().sigmas);
+        timesteps.clear();
+        for (double s : sigmas) {
+            timesteps.push_back(static_cast<double>(static_cast<float>(sigma_to_t(s, log_sigmas))));
+        }
+    }
 
-    std::string name_;
-    json cfg_;
-    NoiseTable table_;
-    std::string prediction_type_, final_sigmas_type_, spacing_;
+    double final_sigma() const override {
+        return final_sigmas_type_ == "sigma_min" ? noise_table().sigmas.front() : 0.0;
+    }
+
+    std::string final_sigmas_type_;
     bool karras_ = false;
-    int64_t steps_offset_ = 0;
-    std::vector<double> timesteps_;
-    at::Tensor sigmas_;
-    double init_noise_sigma_ = 1.0;
 };
 
 }  // namespace

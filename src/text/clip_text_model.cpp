@@ -26,7 +26,7 @@ at::Tensor ClipAttentionImpl::forward(const at::Tensor& x, const at::Tensor& cau
     return out_proj->forward(models::scaled_dot_product_attention(q, k, v, heads, 1.0, &causal_mask));
 }
 
-ClipEncoderLayerImpl::ClipEncoderLayerImpl(const models::ClipTextConfig& cfg)
+ClipEncoderLayerImpl::ClipEncoderLayerImpl(const text::ClipTextConfig& cfg)
     : quick_gelu(cfg.hidden_act == "quick_gelu") {
     self_attn = register_module("self_attn", ClipAttention(cfg.hidden_size, cfg.num_attention_heads));
     layer_norm1 = register_module("layer_norm1", LayerNorm(cfg.hidden_size, cfg.layer_norm_eps));
@@ -43,7 +43,7 @@ at::Tensor ClipEncoderLayerImpl::forward(const at::Tensor& x, const at::Tensor& 
     return fc2->forward(m).add_(h);
 }
 
-ClipTextModelImpl::ClipTextModelImpl(const models::ClipTextConfig& cfg) : cfg_(cfg) {
+ClipTextModelImpl::ClipTextModelImpl(const text::ClipTextConfig& cfg) : cfg_(cfg) {
     auto text_model = register_module("text_model", std::make_shared<torch::nn::Module>());
     auto embeddings = text_model->register_module("embeddings", std::make_shared<torch::nn::Module>());
     token_embedding = embeddings->register_module(

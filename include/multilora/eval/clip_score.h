@@ -30,9 +30,9 @@
 #include <torch/nn/pimpl.h>
 
 #include "multilora/eval/image_preprocess.h"
-#include "multilora/models/layers.h"
 #include "multilora/models/model_configs.h"
 #include "multilora/text/clip_text_model.h"
+#include "multilora/text/clip_vision_model.h"
 
 namespace multilora::text {
 class ClipTokenizer;
@@ -40,40 +40,9 @@ class ClipTokenizer;
 
 namespace multilora::eval {
 
-struct ClipVisionConfig {
-    int hidden_size = 1024;
-    int intermediate_size = 4096;
-    int num_hidden_layers = 24;
-    int num_attention_heads = 16;
-    int image_size = 224;
-    int patch_size = 14;
-    int num_channels = 3;
-    double layer_norm_eps = 1e-5;
-    std::string hidden_act = "quick_gelu";
-    models::ClipTextConfig encoder_config() const;  // the same encoder block settings, for ClipEncoderLayer
-};
-
-class ClipVisionModelImpl : public torch::nn::Module {
-public:
-    ClipVisionModelImpl(const ClipVisionConfig& cfg, int64_t projection_dim);
-    // pixel_values [B, C, image_size, image_size] -> image_embeds [B, projection_dim] (not normalised).
-    at::Tensor forward(const at::Tensor& pixel_values);
-
-    at::Tensor patch_weight, class_embedding, position_embedding;
-    models::LayerNorm pre_layrnorm{nullptr}, post_layernorm{nullptr};
-    torch::nn::ModuleList layers;
-    models::Linear visual_projection{nullptr};
-    ClipVisionConfig cfg;
-};
-TORCH_MODULE(ClipVisionModel);
-
-// text_projection.weight
-class ClipTextProjectionImpl : public torch::nn::Module {
-public:
-    ClipTextProjectionImpl(int64_t hidden, int64_t projection_dim);
-    models::Linear text_projection{nullptr};
-};
-TORCH_MODULE(ClipTextProjection);
+using text::ClipTextProjection;
+using text::ClipVisionConfig;
+using text::ClipVisionModel;
 
 class ClipScorer {
 public:
@@ -92,14 +61,14 @@ public:
 
     const ClipPreprocessConfig& preprocess_config() const { return pre_; }
     const ClipVisionConfig& vision_config() const { return vision_cfg_; }
-    const models::ClipTextConfig& text_config() const { return text_cfg_; }
+    const text::ClipTextConfig& text_config() const { return text_cfg_; }
     // "path (weights N bytes)" for manifests and resume keys.
     const std::string& identity() const { return identity_; }
 
 private:
     ClipScorer() = default;
     ClipVisionConfig vision_cfg_;
-    models::ClipTextConfig text_cfg_;
+    text::ClipTextConfig text_cfg_;
     ClipPreprocessConfig pre_;
     ClipVisionModel vision_{nullptr};
     text::ClipTextModel text_{nullptr};

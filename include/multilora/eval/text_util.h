@@ -18,17 +18,5 @@ std::string format_fixed(double value, int decimals);
 // Lower-cases ASCII letters.
 std::string ascii_lower(std::string_view text);
 
-// Joins with a separator.
-template <typename Container>
-std::string join(const Container& parts, std::string_view sep) {
-    std::string out;
-    bool first = true;
-    for (const auto& p : parts) {
-        if (!first) out += sep;
-        out += p;
-        first = false;
-    }
-    return out;
-}
 
 }  // namespace multilora::eval

@@ -49,9 +49,10 @@ public:
     // The tensor converted to `dtype` (an at::ScalarType value); no copy when it already matches.
     at::Tensor tensor(const std::string& name, int8_t scalar_type) const;
 
+    struct Mapping;  // the file's memory mapping (defined in safetensors.cpp)
+
 private:
     SafetensorsFile() = default;
-    struct Mapping;
     std::string path_;
     std::shared_ptr<Mapping> mapping_;
     std::vector<std::string> names_;

@@ -16,6 +16,9 @@
 namespace torch::nn {
 class Module;
 }
+namespace multilora::models {
+class WeightAdapter;
+}
 
 namespace multilora::lora {
 
@@ -90,8 +93,11 @@ public:
     void clear();
 
 private:
+    // The layer's adapters, created and attached on first use (throws if another set attached its own).
+    std::shared_ptr<LayerAdapters> layer_adapters(const TargetLayer& target);
+
     std::vector<LoraSummary> summaries_;
-    std::set<std::shared_ptr<LayerAdapters>*> owned_;  // the model's adapter slots this set filled
+    std::set<std::shared_ptr<models::WeightAdapter>*> owned_;  // the model's adapter slots this set filled
     std::vector<std::shared_ptr<LayerAdapters>> unet_layers_, text_layers_;
 };
 

@@ -12,6 +12,8 @@
 
 #include <ATen/core/Tensor.h>
 
+#include "multilora/models/weight_adapter.h"
+
 namespace multilora::lora {
 
 // One LoRA's factors for one layer: ΔW = scale · up · down (conv: a k×k down, then a 1×1 up).
@@ -27,7 +29,7 @@ enum class RowPolicy { Auto, LowRank, Fused };
 void set_row_policy(RowPolicy policy);
 RowPolicy row_policy();
 
-class LayerAdapters {
+class LayerAdapters final : public models::WeightAdapter {
 public:
     // `stride` / `padding` describe the base convolution (unused for Linear).
     LayerAdapters(at::Tensor base_weight, bool is_conv, int64_t stride = 1, int64_t padding = 0);
@@ -45,9 +47,12 @@ public:
     // Per-row mode: row_slots[b] lists the slots active for batch row b.
     void set_row_slots(const std::vector<std::vector<int>>& row_slots);
     void clear();
-    bool active() const { return mode_ != Mode::Base; }
+    bool active() const override { return mode_ != Mode::Base; }
 
-    // The layer's forward with adapters applied (only called while active()).
+    // The layer's forward with adapters applied (only called while active()): linear() or conv().
+    at::Tensor forward(const at::Tensor& x, const at::Tensor& bias) const override {
+        return is_conv_ ? conv(x, bias) : linear(x, bias);
+    }
     at::Tensor linear(const at::Tensor& x, const at::Tensor& bias) const;
     at::Tensor conv(const at::Tensor& x, const at::Tensor& bias) const;
 

@@ -12,13 +12,11 @@
 #include <torch/nn/modules/container/modulelist.h>
 #include <torch/nn/pimpl.h>
 
-namespace multilora::lora {
-class LayerAdapters;  // per-layer LoRA state (lora/layer_adapters.h)
-}
+#include "multilora/models/weight_adapter.h"
 
 namespace multilora::models {
 
-// y = x Wᵀ + b, with an optional set of LoRA adapters beside the base weight.
+// y = x Wᵀ + b, with an optional adapter beside the base weight (models/weight_adapter.h).
 class LinearImpl : public torch::nn::Module {
 public:
     LinearImpl(int64_t in_features, int64_t out_features, bool bias = true);
@@ -26,11 +24,11 @@ public:
 
     at::Tensor weight;
     at::Tensor bias;  // undefined when the layer has none
-    std::shared_ptr<lora::LayerAdapters> adapters;
+    std::shared_ptr<WeightAdapter> adapter;
 };
 TORCH_MODULE(Linear);
 
-// 2-D convolution (square kernel), with the same optional adapters as Linear.
+// 2-D convolution (square kernel), with the same optional adapter as Linear.
 class Conv2dImpl : public torch::nn::Module {
 public:
     Conv2dImpl(int64_t in_channels, int64_t out_channels, int64_t kernel, int64_t stride = 1, int64_t padding = 0);
@@ -40,7 +38,7 @@ public:
     at::Tensor bias;
     int64_t stride;
     int64_t padding;
-    std::shared_ptr<lora::LayerAdapters> adapters;
+    std::shared_ptr<WeightAdapter> adapter;
 };
 TORCH_MODULE(Conv2d);
 

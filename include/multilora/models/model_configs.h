@@ -1,4 +1,4 @@
-// Architecture configs for the three SD1.x models, with diffusers' field names and meanings.
+// Architecture configs for the SD1.x UNet and VAE (the CLIP text encoder's is in text/clip_config.h), with diffusers' field names and meanings.
 // Each has a v1_5() preset, a reader for diffusers' config.json, and detection from tensor shapes.
 #pragma once
 
@@ -13,6 +13,9 @@ namespace multilora::models {
 
 // Tensor name -> shape, the input of every detect_from_weights (names in diffusers' layout).
 using ShapeMap = std::map<std::string, std::vector<int64_t>>;
+
+// The shape of tensor `name`; throws RuntimeError ("cannot detect the model config: ...") when missing.
+std::vector<int64_t> shape_of(const ShapeMap& shapes, const std::string& name);
 
 struct UNetConfig {
     int in_channels = 4;
@@ -65,21 +68,5 @@ struct VaeConfig {
     nlohmann::json to_json() const;
 };
 
-struct ClipTextConfig {
-    int vocab_size = 49408;
-    int hidden_size = 768;
-    int intermediate_size = 3072;
-    int num_hidden_layers = 12;
-    int num_attention_heads = 12;
-    int max_position_embeddings = 77;
-    double layer_norm_eps = 1e-5;
-    std::string hidden_act = "quick_gelu";  // or "gelu"
-
-    static ClipTextConfig v1_5();
-    static ClipTextConfig from_json(const nlohmann::json& j);
-    // Heads cannot be seen in shapes: hidden/64 is assumed (true of every CLIP text tower SD uses).
-    static ClipTextConfig detect_from_weights(const ShapeMap& shapes);
-    nlohmann::json to_json() const;
-};
 
 }  // namespace multilora::models

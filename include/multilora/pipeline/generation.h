@@ -9,7 +9,8 @@
 
 #include <ATen/core/Tensor.h>
 
-#include "multilora/pipeline/text_encoding.h"
+#include "multilora/compose/method.h"
+#include "multilora/text/prompt_encoding.h"
 
 namespace multilora::pipeline {
 
@@ -25,11 +26,13 @@ struct GenerationRequest {
     int height = 512;
     std::string scheduler = "dpmpp-2m";
     int num_images = 1;
-    LongPromptMode long_prompt = LongPromptMode::Truncate;
+    text::LongPromptMode long_prompt = text::LongPromptMode::Truncate;
     // When defined: the initial noise [n, C, h, w] (float32, before init_noise_sigma), used instead of a fresh
     // draw from the seed's generator (batch runs share one generator across sets). The generator seeded with
     // `seed` still feeds ancestral samplers.
     at::Tensor initial_noise;
+
+    compose::PromptText prompt_text() const { return {prompt, negative_prompt, long_prompt}; }
 };
 
 // The noise diffusers' prepare_latents draws: randn([n, C, h, w]) from a CPU generator seeded with `seed`.
@@ -39,22 +42,13 @@ at::Tensor draw_initial_noise(uint64_t seed, int64_t draw_index, at::IntArrayRef
 // Called after every denoising step: (0-based step, total steps, seconds the step took).
 using StepCallback = std::function<void(int, int, double)>;
 
-// Computes the guided noise prediction for one step. The default (no LoRA) runs the UNet once on
-// [uncond × n, cond × n]; LoRA strategies substitute their own.
-struct NoiseContext {
-    const at::Tensor& scaled_latents;  // [n, C, h, w], after scale_model_input
-    const at::Tensor& timestep;        // 0-d tensor
-    int step;
-    const EncodedPrompts& prompts;
-    double guidance_scale;
-};
-using NoisePredictor = std::function<at::Tensor(const NoiseContext&)>;
-
 struct GenerationResult {
     at::Tensor latents;                        // final latents before VAE scaling, float32 CPU [n, C, h, w]
     std::vector<std::vector<uint8_t>> images;  // n RGB images, height*width*3 each
     int width = 0, height = 0;
-    bool prompt_truncated = false;
+    bool prompt_truncated = false;    // either prompt was cut at 77 tokens (the manifest's flag)
+    bool positive_truncated = false;  // the prompt was
+    bool negative_truncated = false;  // the negative prompt was
     double encode_seconds = 0, decode_seconds = 0;
     std::vector<double> step_seconds;
     std::vector<double> timesteps;
@@ -63,14 +57,13 @@ struct GenerationResult {
 // Checks settings that need no model (sizes, steps, scheduler name); throws UsageError.
 void validate_request(const GenerationRequest& request);
 
-// The plain CFG predictor: one UNet call on the batched [uncond, cond] rows.
-at::Tensor predict_noise_cfg(StableDiffusionModel& model, const NoiseContext& ctx);
+// The parts of the model a composition method drives.
+compose::ModelParts model_parts(StableDiffusionModel& model);
 
-// `encode` lets a LoRA strategy set up the text encoder before prompts are encoded; `predictor`
-// defaults to predict_noise_cfg.
+// Encodes with `method` (null: the plain base model, adapters untouched), denoises calling
+// method->predict at every step, decodes. The method's encode() sets up the text encoder and the UNet.
 GenerationResult generate(StableDiffusionModel& model, const GenerationRequest& request,
-                          const StepCallback& on_step = {}, const NoisePredictor& predictor = {},
-                          const std::function<EncodedPrompts()>& encode = {});
+                          compose::CompositionMethod* method = nullptr, const StepCallback& on_step = {});
 
 // [n, 3, H, W] in [-1, 1] -> n uint8 RGB buffers, as diffusers' postprocess (x/2+0.5, clamp, ·255, round).
 std::vector<std::vector<uint8_t>> to_rgb8(const at::Tensor& images);

@@ -20,11 +20,13 @@ void release_free_memory();
 
 // Lets libtorch's elementwise kernels (softmax, gelu, norms) use AVX-512 where the CPU has it: libtorch
 // 1.13 defaults to its AVX2 kernels even then. Measured at 512x512: softmax-heavy attention 11% faster,
-// the UNet step 6%. Sets ATEN_CPU_CAPABILITY=avx512 unless the user set that variable; libtorch falls back
-// to its own choice on CPUs without AVX-512. Must run before the first tensor operation.
+// the UNet step 6%. Sets ATEN_CPU_CAPABILITY=avx512 unless the user set that variable, and only
+// on CPUs with AVX-512 F/BW/VL/DQ: libtorch 1.13 obeys the variable without checking the CPU (SIGILL).
+// Must run before the first tensor operation.
 // MULTILORA_BLAS_PRODUCTS=1 sends linear layers and attention to at::linear/at::bmm instead of oneDNN
 // (models/matmul_kernels.h), for comparisons.
 void configure_cpu_kernels();
+bool cpu_has_avx512();
 
 // Sets libtorch's intra-op threads (0: all hardware threads) and returns the count in force.
 int configure_threads(int requested);

@@ -40,6 +40,10 @@ public:
     virtual at::Tensor step(const at::Tensor& model_output, int step_index, const at::Tensor& sample,
                             at::Generator* generator) = 0;
 
+    // Whether the UNet receives the timestep as an integer (int64) tensor, as diffusers passes
+    // DPM-Solver's and DDIM's; the Euler family hands it fractional float timesteps.
+    virtual bool timestep_is_integral() const { return true; }
+
     // The canonical multilora name ("dpmpp-2m", ...) and the diffusers class it mirrors.
     virtual std::string name() const = 0;
     virtual std::string diffusers_class() const = 0;

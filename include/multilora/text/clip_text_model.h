@@ -8,7 +8,7 @@
 #include <torch/nn/pimpl.h>
 
 #include "multilora/models/layers.h"
-#include "multilora/models/model_configs.h"
+#include "multilora/text/clip_config.h"
 
 namespace multilora::text {
 
@@ -24,7 +24,7 @@ TORCH_MODULE(ClipAttention);
 
 class ClipEncoderLayerImpl : public torch::nn::Module {
 public:
-    explicit ClipEncoderLayerImpl(const models::ClipTextConfig& cfg);
+    explicit ClipEncoderLayerImpl(const text::ClipTextConfig& cfg);
     at::Tensor forward(const at::Tensor& x, const at::Tensor& causal_mask);
     models::LayerNorm layer_norm1{nullptr}, layer_norm2{nullptr};
     ClipAttention self_attn{nullptr};
@@ -35,17 +35,17 @@ TORCH_MODULE(ClipEncoderLayer);
 
 class ClipTextModelImpl : public torch::nn::Module {
 public:
-    explicit ClipTextModelImpl(const models::ClipTextConfig& cfg);
+    explicit ClipTextModelImpl(const text::ClipTextConfig& cfg);
     // ids: int64 [B, T] with T <= max_position_embeddings. Returns [B, T, hidden].
     at::Tensor forward(const at::Tensor& ids);
-    const models::ClipTextConfig& config() const { return cfg_; }
+    const text::ClipTextConfig& config() const { return cfg_; }
 
     torch::nn::Embedding token_embedding{nullptr}, position_embedding{nullptr};
     torch::nn::ModuleList layers;
     models::LayerNorm final_layer_norm{nullptr};
 
 private:
-    models::ClipTextConfig cfg_;
+    text::ClipTextConfig cfg_;
 };
 TORCH_MODULE(ClipTextModel);
 

@@ -1,0 +1,81 @@
+// A LoRA composition method: how the text encoder is set up before the prompts are encoded, and how each
+// denoising step's guided noise is formed. One method per file in src/compose/, registered by name
+// (compose/registry.h); the pipeline drives whichever the request names.
+#pragma once
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include <ATen/core/Tensor.h>
+#include <nlohmann/json.hpp>
+
+#include "multilora/compose/method_args.h"
+#include "multilora/text/prompt_encoding.h"
+
+namespace multilora::models {
+class UNet2DConditionModelImpl;
+}
+namespace multilora::lora {
+class AdapterSet;
+}
+
+namespace multilora::compose {
+
+// The parts of a loaded model a method drives.
+struct ModelParts {
+    models::UNet2DConditionModelImpl& unet;
+    text::ClipTextModelImpl& text_encoder;
+    const text::ClipTokenizer& tokenizer;
+};
+
+// The text a generation encodes.
+struct PromptText {
+    std::string prompt;
+    std::string negative_prompt;
+    text::LongPromptMode long_prompt = text::LongPromptMode::Truncate;
+};
+
+// One denoising step, as the loop hands it to the method.
+struct StepContext {
+    const at::Tensor& scaled_latents;  // [n, C, h, w], after scale_model_input
+    const at::Tensor& timestep;        // 0-d tensor
+    int step;                          // 0-based
+    const text::EncodedPrompts& prompts;
+    double guidance_scale;
+};
+
+// What a method is built from.
+struct MethodSetup {
+    ModelParts model;
+    lora::AdapterSet* adapters = nullptr;  // null: no LoRA attached
+    // The AdapterSet slots that form the composition, in composition order (the first is Switch's first
+    // LoRA). Empty: every attached slot, 0..count-1. Lets a batch attach all of its LoRAs once and compose
+    // subsets.
+    std::vector<int> slots;
+    MethodArgs args;  // validated against the method's parameters
+};
+
+class CompositionMethod {
+public:
+    virtual ~CompositionMethod() = default;
+    // Sets up the text encoder, encodes both prompts, and leaves the UNet ready for the first step.
+    virtual text::EncodedPrompts encode(const PromptText& text) = 0;
+    // The guided noise prediction ε for one step.
+    virtual at::Tensor predict(const StepContext& ctx) = 0;
+    // What the method did, for the manifest: {"method": name, and its settings}.
+    virtual nlohmann::json record() const = 0;
+};
+
+// The plain classifier-free-guided prediction: one UNet call on the batched [uncond × n, cond × n] rows
+// (only the conditional rows when guidance_scale <= 1, as diffusers skips the other branch).
+at::Tensor cfg_predict(models::UNet2DConditionModelImpl& unet, const StepContext& ctx);
+
+// encode_prompts on the model's tokenizer and text encoder.
+text::EncodedPrompts encode_text(const ModelParts& model, const PromptText& text);
+
+// The composition's slots: `setup.slots`, or every attached slot. Throws RuntimeError for a slot that is
+// not attached.
+std::vector<int> composition_slots(const MethodSetup& setup);
+
+}  // namespace multilora::compose

@@ -1,0 +1,46 @@
+#include "multilora/compose/method.h"
+
+#include <torch/torch.h>
+
+#include <numeric>
+
+#include "multilora/lora/adapter_set.h"
+#include "multilora/models/unet.h"
+#include "multilora/util/error.h"
+
+namespace multilora::compose {
+
+at::Tensor cfg_predict(models::UNet2DConditionModelImpl& unet, const StepContext& ctx) {
+    const int64_t n = ctx.scaled_latents.size(0);
+    if (ctx.guidance_scale <= 1.0) {
+        // diffusers skips the unconditional branch when guidance is off.
+        at::Tensor cond = ctx.prompts.cond.expand({n, -1, -1});
+        return unet.forward(ctx.scaled_latents, ctx.timestep, cond);
+    }
+    at::Tensor context = at::cat({ctx.prompts.uncond.expand({n, -1, -1}), ctx.prompts.cond.expand({n, -1, -1})}, 0);
+    at::Tensor input = at::cat({ctx.scaled_latents, ctx.scaled_latents}, 0);
+    at::Tensor eps = unet.forward(input, ctx.timestep, context);
+    auto halves = eps.chunk(2, 0);
+    return halves[0] + ctx.guidance_scale * (halves[1] - halves[0]);
+}
+
+text::EncodedPrompts encode_text(const ModelParts& model, const PromptText& text) {
+    return text::encode_prompts(model.tokenizer, model.text_encoder, text.prompt, text.negative_prompt,
+                                text.long_prompt);
+}
+
+std::vector<int> composition_slots(const MethodSetup& setup) {
+    const int count = setup.adapters ? setup.adapters->count() : 0;
+    if (setup.slots.empty()) {
+        std::vector<int> all(count);
+        std::iota(all.begin(), all.end(), 0);
+        return all;
+    }
+    for (int s : setup.slots)
+        if (s < 0 || s >= count)
+            throw RuntimeError("internal: LoRA slot " + std::to_string(s) + " is not attached (" +
+                               std::to_string(count) + " LoRAs attached)");
+    return setup.slots;
+}
+
+}  // namespace multilora::compose

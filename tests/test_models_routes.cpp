@@ -1,0 +1,252 @@
+// Route equivalences, in the style of llama.cpp's tests/test-backend-ops.cpp: a table of cases, each
+// running one of multilora's kernel routes and the plain libtorch op (or formula) it replaces on the same
+// seeded inputs, checked with its own tolerance (max |a - b| / max |b|). Routes: the oneDNN products of
+// models/matmul_kernels (linear layers, attention, query chunks, the in-place softmax), the GEGLU
+// feed-forward, the LoRA adapters' fused and low-rank paths (lora/layer_adapters), bf16 products. A tolerance
+// of 0 means bit-identical.
+#include <gtest/gtest.h>
+#include <torch/torch.h>
+
+#include <functional>
+
+#include "multilora/lora/layer_adapters.h"
+#include "multilora/models/layers.h"
+#include "multilora/models/matmul_kernels.h"
+
+using namespace multilora;
+using models::set_onednn_products_enabled;
+
+namespace {
+
+struct RouteCase {
+    std::string name;
+    double tolerance;  // on max|route - reference| / max|reference|; 0: bit-identical
+    // Both computed from the same seeded inputs; `route` runs with the oneDNN products on, `reference`
+    // with them off (the BLAS path), unless a case says otherwise.
+    std::function<at::Tensor()> route;
+    std::function<at::Tensor()> reference;
+};
+
+// Restores the global routes after each case.
+struct RouteGuard {
+    bool onednn = models::onednn_products_enabled();
+    lora::RowPolicy policy = lora::row_policy();
+    int64_t chunk = models::attention_chunk_elements();
+    ~RouteGuard() {
+        set_onednn_products_enabled(onednn);
+        lora::set_row_policy(policy);
+        models::set_attention_chunk_elements(chunk);
+    }
+};
+
+at::Tensor randn(std::vector<int64_t> shape, uint64_t seed) {
+    at::Generator g = at::detail::createCPUGenerator(seed);
+    return at::randn(shape, g, at::TensorOptions().dtype(at::kFloat));
+}
+
+// x·Wᵀ + b through the plain BLAS op.
+at::Tensor linear_ref(const at::Tensor& x, const at::Tensor& w, const at::Tensor& b) {
+    set_onednn_products_enabled(false);
+    return at::linear(x, w, b);
+}
+
+at::Tensor attention(int64_t nq, int64_t nk, bool onednn, int64_t chunk_rows = 0) {
+    const int64_t heads = 4, d = 16;
+    at::Tensor q = randn({2, nq, heads * d}, 11), k = randn({2, nk, heads * d}, 12), v = randn({2, nk, heads * d}, 13);
+    set_onednn_products_enabled(onednn);
+    if (chunk_rows > 0) models::set_attention_chunk_elements(chunk_rows * heads * nk);
+    return models::scaled_dot_product_attention(q, k, v, heads, 0.25);
+}
+
+// softmax(scale·q·kᵀ + mask)·v per head, written out with plain ops.
+at::Tensor attention_formula(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, int64_t heads, double scale,
+                             const at::Tensor& mask) {
+    const int64_t b = q.size(0), nq = q.size(1), nk = k.size(1), d = q.size(2) / heads;
+    auto split = [&](const at::Tensor& t, int64_t n) { return t.view({b, n, heads, d}).permute({0, 2, 1, 3}); };
+    at::Tensor s = at::matmul(split(q, nq), split(k, nk).transpose(-1, -2)) * scale;
+    if (mask.defined()) s = s + mask;
+    return at::matmul(s.softmax(-1), split(v, nk)).permute({0, 2, 1, 3}).reshape({b, nq, heads * d});
+}
+
+// A Linear (or 1x1 / 3x3 Conv2d) with two LoRAs; `policy` picks the per-row path.
+struct AdaptedLayer {
+    at::Tensor w, b, x;
+    std::shared_ptr<lora::LayerAdapters> adapters;
+    bool conv;
+    AdaptedLayer(bool is_conv, int64_t kernel) : conv(is_conv) {
+        const int64_t in = 64, out = 48, r = 8;
+        w = is_conv ? randn({out, in, kernel, kernel}, 21) / 8 : randn({out, in}, 21) / 8;
+        b = randn({out}, 22);
+        x = is_conv ? randn({4, in, 24, 24}, 23) : randn({4, 300, in}, 23);
+        adapters = std::make_shared<lora::LayerAdapters>(w, is_conv, 1, kernel / 2);
+        for (int slot = 0; slot < 2; ++slot) {
+            at::Tensor down = is_conv ? randn({r, in, kernel, kernel}, 30 + slot) : randn({r, in}, 30 + slot);
+            at::Tensor up = is_conv ? randn({out, r, 1, 1}, 40 + slot) : randn({out, r}, 40 + slot);
+            adapters->add_delta({slot, down, up, 0.3 + 0.2 * slot});
+        }
+    }
+    // The adapted layer's output for rows [0,1] with LoRA 0 and rows [2,3] with LoRA 1.
+    at::Tensor rows(lora::RowPolicy policy) {
+        lora::set_row_policy(policy);
+        adapters->set_row_slots({{0}, {0}, {1}, {1}});
+        at::Tensor y = adapters->forward(x, b);
+        adapters->clear();
+        return y;
+    }
+    at::Tensor fused_both() {
+        adapters->set_fused({0, 1});
+        at::Tensor y = adapters->forward(x, b);
+        adapters->clear();
+        return y;
+    }
+    // W + Σ s·B·A applied with the plain op.
+    at::Tensor reference(const std::vector<std::vector<int>>& slots_per_half) {
+        set_onednn_products_enabled(false);
+        std::vector<at::Tensor> parts;
+        for (size_t h = 0; h < slots_per_half.size(); ++h) {
+            at::Tensor wd = w + adapters->delta_weight(slots_per_half[h]);
+            at::Tensor xs = slots_per_half.size() == 1 ? x : x.narrow(0, 2 * h, 2);
+            parts.push_back(conv ? at::conv2d(xs, wd, b, 1, w.size(2) / 2) : at::linear(xs, wd, b));
+        }
+        return at::cat(parts, 0);
+    }
+};
+
+std::vector<RouteCase> cases() {
+    std::vector<RouteCase> t;
+    const at::Tensor w = randn({96, 64}, 1), bias = randn({96}, 2);
+    for (auto shape : std::vector<std::vector<int64_t>>{{700, 64}, {2, 350, 64}, {2, 5, 70, 64}}) {
+        const at::Tensor x = randn(shape, 3);
+        const std::string dims = std::to_string(shape.size()) + "d";
+        t.push_back({"dense onednn " + dims + " = at::linear", 1e-5, [=] { return models::dense(x, w, bias); },
+                     [=] { return linear_ref(x, w, bias); }});
+        t.push_back({"dense onednn " + dims + " no bias = at::linear", 1e-5,
+                     [=] { return models::dense(x, w, at::Tensor()); }, [=] { return linear_ref(x, w, at::Tensor()); }});
+    }
+    const at::Tensor small = randn({3, 64}, 4);
+    t.push_back({"dense below the oneDNN size rule = at::linear (same kernel)", 0,
+                 [=] { return models::dense(small, w, bias); }, [=] { return linear_ref(small, w, bias); }});
+    t.push_back({"dense bf16 = fp32 at::linear", 2e-2,
+                 [=] { return models::dense(randn({700, 64}, 3).to(at::kBFloat16), w.to(at::kBFloat16), bias.to(at::kBFloat16)).to(at::kFloat); },
+                 [=] { return linear_ref(randn({700, 64}, 3), w, bias); }});
+    for (const auto& size : std::vector<std::pair<int64_t, int64_t>>{{512, 512}, {300, 77}, {4, 4}}) {
+        const int64_t nq = size.first, nk = size.second;
+        const std::string dims = std::to_string(nq) + "x" + std::to_string(nk);
+        t.push_back({"attention grouped-conv " + dims + " = bmm route", 1e-5, [=] { return attention(nq, nk, true); },
+                     [=] { return attention(nq, nk, false); }});
+        t.push_back({"attention 7-row query chunks " + dims + " = one chunk", 1e-6,
+                     [=] { return attention(nq, nk, true, 7); }, [=] { return attention(nq, nk, true); }});
+        t.push_back({"attention " + dims + " = softmax formula", 1e-5, [=] { return attention(nq, nk, true); },
+                     [=] {
+                         const int64_t hd = 64;
+                         return attention_formula(randn({2, nq, hd}, 11), randn({2, nk, hd}, 12), randn({2, nk, hd}, 13),
+                                                  4, 0.25, at::Tensor());
+                     }});
+    }
+    t.push_back({"masked attention (CLIP's causal mask) = softmax formula", 1e-5,
+                 [] {
+                     at::Tensor q = randn({2, 77, 64}, 14), k = randn({2, 77, 64}, 15), v = randn({2, 77, 64}, 16);
+                     at::Tensor mask = at::full({77, 77}, -INFINITY).triu(1);
+                     return models::scaled_dot_product_attention(q, k, v, 4, 0.25, &mask);
+                 },
+                 [] {
+                     at::Tensor mask = at::full({77, 77}, -INFINITY).triu(1);
+                     return attention_formula(randn({2, 77, 64}, 14), randn({2, 77, 64}, 15), randn({2, 77, 64}, 16), 4,
+                                              0.25, mask);
+                 }});
+    t.push_back({"GEGLU feed-forward = proj, chunk, a * gelu(g), out", 1e-5,
+                 [] {
+                     models::FeedForward ff(64, 128);
+                     ff->proj->weight.copy_(randn({256, 64}, 17) / 8);
+                     ff->proj->bias.copy_(randn({256}, 18));
+                     ff->out->weight.copy_(randn({64, 128}, 19) / 8);
+                     ff->out->bias.copy_(randn({64}, 20));
+                     return ff->forward(randn({2, 300, 64}, 24));
+                 },
+                 [] {
+                     set_onednn_products_enabled(false);
+                     auto h = at::linear(randn({2, 300, 64}, 24), randn({256, 64}, 17) / 8, randn({256}, 18)).chunk(2, -1);
+                     return at::linear(h[0] * at::gelu(h[1]), randn({64, 128}, 19) / 8, randn({64}, 20));
+                 }});
+    for (const auto& layer : std::vector<std::tuple<bool, int64_t, std::string>>{
+             {false, 1, "Linear"}, {true, 1, "Conv2d 1x1"}, {true, 3, "Conv2d 3x3 LoCon"}}) {
+        const bool conv = std::get<0>(layer);
+        const int64_t kernel = std::get<1>(layer);
+        const std::string label = std::get<2>(layer);
+        t.push_back({"LoRA per-row low-rank " + label + " = W + sBA per row group", 1e-5,
+                     [=] { return AdaptedLayer(conv, kernel).rows(lora::RowPolicy::LowRank); },
+                     [=] { return AdaptedLayer(conv, kernel).reference({{0}, {1}}); }});
+        t.push_back({"LoRA per-row fused " + label + " = W + sBA per row group", 1e-5,
+                     [=] { return AdaptedLayer(conv, kernel).rows(lora::RowPolicy::Fused); },
+                     [=] { return AdaptedLayer(conv, kernel).reference({{0}, {1}}); }});
+        t.push_back({"LoRA whole-batch two LoRAs " + label + " = W + s0B0A0 + s1B1A1", 1e-5,
+                     [=] { return AdaptedLayer(conv, kernel).fused_both(); },
+                     [=] { return AdaptedLayer(conv, kernel).reference({{0, 1}}); }});
+    }
+    return t;
+}
+
+double rel_diff(const at::Tensor& a, const at::Tensor& b) {
+    return ((a - b).abs().max() / b.abs().max().clamp_min(1e-30)).item<double>();
+}
+
+}  // namespace
+
+TEST(Routes, EveryRouteMatchesItsReference) {
+    c10::InferenceMode inference;
+    at::set_num_threads(1);
+    int checked = 0;
+    for (const RouteCase& c : cases()) {
+        RouteGuard guard;
+        set_onednn_products_enabled(true);
+        at::Tensor got = c.route();
+        at::Tensor want = c.reference();
+        ASSERT_EQ(got.sizes(), want.sizes()) << c.name;
+        ASSERT_TRUE(torch::isfinite(got).all().item<bool>()) << c.name;
+        if (c.tolerance == 0) {
+            EXPECT_TRUE(torch::equal(got, want)) << c.name << ": not bit-identical, rel " << rel_diff(got, want);
+        } else {
+            const double d = rel_diff(got, want);
+            EXPECT_LE(d, c.tolerance) << c.name;
+        }
+        ++checked;
+    }
+    EXPECT_EQ(checked, 28);
+}
+
+// The table can fail: a perturbed reference of one case is caught at its tolerance.
+TEST(Routes, APerturbedReferenceIsCaught) {
+    c10::InferenceMode inference;
+    RouteGuard guard;
+    const RouteCase c = cases().front();
+    set_onednn_products_enabled(true);
+    at::Tensor got = c.route();
+    at::Tensor want = c.reference();
+    want.view(-1)[17] += 1e-3 * want.abs().max().item<double>();
+    EXPECT_GT(rel_diff(got, want), c.tolerance);
+}
+
+TEST(Routes, OnednnRouteIsTakenForFloat32Cpu) {
+    RouteGuard guard;
+    set_onednn_products_enabled(true);
+    EXPECT_TRUE(models::use_onednn_products(torch::zeros({4, 4})));
+    EXPECT_FALSE(models::use_onednn_products(torch::zeros({4, 4}, torch::kBFloat16)));
+    set_onednn_products_enabled(false);
+    EXPECT_FALSE(models::use_onednn_products(torch::zeros({4, 4})));
+}
+
+// The in-place softmax inside grouped_attention: with v = identity rows, the output is the attention
+// matrix itself, whose rows must sum to one and match softmax(scale·q·kᵀ) computed directly.
+TEST(Routes, GroupedAttentionWeightsAreARowSoftmax) {
+    const int64_t heads = 2, d = 8, nq = 40, nk = 8;
+    at::Tensor q = randn({nq, heads * d}, 5), k = randn({nk, heads * d}, 6);
+    at::Tensor v = torch::eye(nk).repeat({1, heads});
+    at::Tensor out = torch::empty({nq, heads * d});
+    models::grouped_attention(q, k, v, heads, 0.3, int64_t{1} << 20, out);
+    for (int64_t h = 0; h < heads; ++h) {
+        at::Tensor weights = out.narrow(1, h * d, d);
+        at::Tensor want = (q.narrow(1, h * d, d).matmul(k.narrow(1, h * d, d).t()) * 0.3).softmax(-1);
+        EXPECT_LT(rel_diff(weights, want), 1e-5);
+        EXPECT_TRUE(torch::allclose(weights.sum(-1), torch::ones({nq}), 1e-5, 1e-5));
+    }
+}
