@@ -30,7 +30,7 @@ int64_t total_numel(const std::vector<std::pair<std::string, at::Tensor>>& ps) {
 struct Sd15 {
     UNet2DConditionModel unet{UNetConfig::v1_5()};
     AutoencoderKL vae{VaeConfig::v1_5()};
-    multilora::text::ClipTextModel text{text::ClipTextConfig::v1_5()};
+    multilora::text::ClipTextModel text{multilora::text::ClipTextConfig::v1_5()};
 };
 
 Sd15& sd15() {
@@ -170,5 +170,5 @@ TEST(ModelConfigs, DetectFromWeightsRecoversSd15) {
     for (const auto& [k, t] : params_of(sd15().text)) text_shapes[k] = t.sizes().vec();
     EXPECT_EQ(UNetConfig::detect_from_weights(unet_shapes).to_json(), UNetConfig::v1_5().to_json());
     EXPECT_EQ(VaeConfig::detect_from_weights(vae_shapes).to_json(), VaeConfig::v1_5().to_json());
-    EXPECT_EQ(text::ClipTextConfig::detect_from_weights(text_shapes).to_json(), text::ClipTextConfig::v1_5().to_json());
+    EXPECT_EQ(multilora::text::ClipTextConfig::detect_from_weights(text_shapes).to_json(), multilora::text::ClipTextConfig::v1_5().to_json());
 }
