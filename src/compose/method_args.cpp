@@ -55,6 +55,38 @@ std::string ParamSpec::describe() const {
            default_value.dump();
 }
 
+namespace {
+ParamSpec base_param(std::string name, ParamSpec::Type type, nlohmann::json default_value, std::string help) {
+    ParamSpec p;
+    p.name = std::move(name);
+    p.type = type;
+    p.default_value = std::move(default_value);
+    p.help = std::move(help);
+    return p;
+}
+}  // namespace
+
+ParamSpec int_param(std::string name, int default_value, int min, int max, std::string help) {
+    ParamSpec p = base_param(std::move(name), ParamSpec::Type::Int, default_value, std::move(help));
+    p.min = min;
+    p.max = max;
+    return p;
+}
+
+ParamSpec real_param(std::string name, double default_value, double min, double max, std::string help) {
+    ParamSpec p = base_param(std::move(name), ParamSpec::Type::Real, default_value, std::move(help));
+    p.min = min;
+    p.max = max;
+    return p;
+}
+
+ParamSpec choice_param(std::string name, std::string default_value, std::vector<std::string> choices,
+                       std::string help) {
+    ParamSpec p = base_param(std::move(name), ParamSpec::Type::Choice, std::move(default_value), std::move(help));
+    p.choices = std::move(choices);
+    return p;
+}
+
 MethodArgs::MethodArgs(const std::vector<ParamSpec>& params) : params_(params) {
     for (const auto& p : params_) values_[p.name] = p.default_value;
 }

@@ -88,25 +88,16 @@ MULTILORA_COMPOSITION_METHOD(switch) {
     info.summary = "one LoRA active at a time, rotating every tau steps (text encoder: the first LoRA).";
     info.source = "arXiv 2402.16843 (maszhongming/Multi-LoRA-Composition)";
     info.order = 20;
-    ParamSpec tau;
-    tau.name = "tau";
-    tau.type = ParamSpec::Type::Int;
-    tau.help = "steps each LoRA stays active";
-    tau.default_value = 5;
-    tau.min = 1;
-    tau.max = 1000;
-    tau.cli_flag = "--switch-interval";
-    tau.config_key = "switch_interval";
-    ParamSpec schedule;
-    schedule.name = "schedule";
-    schedule.type = ParamSpec::Type::Choice;
-    schedule.help = "paper: LoRA floor((t mod k*tau)/tau) at step t; reference: the public code's order "
-                    "(first LoRA tau+1 steps)";
-    schedule.default_value = "paper";
-    schedule.choices = {"paper", "reference"};
-    schedule.cli_flag = "--switch-schedule";
-    schedule.config_key = "switch_schedule";
-    info.params = {tau, schedule};
+    info.params = {
+        int_param("tau", 5, 1, 1000, "steps each LoRA stays active")
+            .alias_flag("--switch-interval")
+            .alias_config_key("switch_interval"),
+        choice_param("schedule", "paper", {"paper", "reference"},
+                     "paper: LoRA floor((t mod k*tau)/tau) at step t; reference: the public code's order "
+                     "(first LoRA tau+1 steps)")
+            .alias_flag("--switch-schedule")
+            .alias_config_key("switch_schedule"),
+    };
     info.unet_rows = [](int, bool cfg) { return cfg ? 2 : 1; };
     info.cost = "2, as without LoRA (plus a re-fuse at each switch)";
     info.period_steps = [](int, const MethodArgs& a) { return a.get_int("tau"); };

@@ -32,7 +32,18 @@ struct ParamSpec {
     nlohmann::json check(const nlohmann::json& value, const std::string& where) const;
     // "int 1..1000, default 5" / "paper|reference, default paper".
     std::string describe() const;
+
+    // Builder steps for the optional fields: int_param("tau", ...).alias_flag("--switch-interval").
+    ParamSpec& alias_flag(std::string flag) { cli_flag = std::move(flag); return *this; }
+    ParamSpec& alias_config_key(std::string key) { config_key = std::move(key); return *this; }
+    ParamSpec& output_neutral() { affects_output = false; return *this; }
 };
+
+// A parameter of each type, with its default, range or choices, and help text.
+ParamSpec int_param(std::string name, int default_value, int min, int max, std::string help);
+ParamSpec real_param(std::string name, double default_value, double min, double max, std::string help);
+ParamSpec choice_param(std::string name, std::string default_value, std::vector<std::string> choices,
+                       std::string help);
 
 // Validated values for every parameter of one method (defaults filled in).
 class MethodArgs {
