@@ -11,99 +11,13 @@
 #include "multilora/bench/tiny_model.h"
 #include "multilora/compose/registry.h"
 #include "multilora/compose/switch.h"
+#include "compose_test_support.h"
 #include "test_support.h"
 
 namespace fs = std::filesystem;
 using namespace multilora;
 
-namespace {
-
-struct TinyWorld {
-    fs::path dir;
-    bench::TinyModelPaths paths;
-};
-
-const TinyWorld& world() {
-    static const TinyWorld w = [] {
-        at::set_num_threads(1);
-        TinyWorld t;
-        t.dir = test::make_temp_dir("lora");
-        t.paths = bench::make_tiny_model(t.dir.string());
-        return t;
-    }();
-    return w;
-}
-
-pipeline::StableDiffusionModel load_tiny() {
-    pipeline::LoadOptions opt;
-    opt.model_path = world().paths.single_file;
-    return pipeline::load_stable_diffusion(opt);
-}
-
-pipeline::GenerationRequest small_request() {
-    pipeline::GenerationRequest r;
-    r.prompt = "a red fox in the snow";
-    r.negative_prompt = "blurry";
-    r.steps = 4;
-    r.width = 64;
-    r.height = 64;
-    r.seed = 21;
-    return r;
-}
-
-std::unique_ptr<compose::CompositionMethod> make_method(pipeline::StableDiffusionModel& model, lora::AdapterSet* adapters,
-                                                        const std::string& method,
-                                                        const std::vector<std::string>& args = {}) {
-    compose::MethodArgs a = compose::default_args(method);
-    for (const auto& text : args) {
-        auto [k, v] = compose::split_assignment(text, "test");
-        a.set_text(k, v, "test");
-    }
-    return compose::registry().create(method, {pipeline::model_parts(model), adapters, {}, a});
-}
-
-at::Tensor run(pipeline::StableDiffusionModel& model, lora::AdapterSet* adapters, const std::string& method,
-               int interval = 5, pipeline::GenerationRequest request = small_request()) {
-    auto composer = make_method(model, adapters, method,
-                                method == "switch" ? std::vector<std::string>{"tau=" + std::to_string(interval)}
-                                                   : std::vector<std::string>{});
-    auto result = pipeline::generate(model, request, composer.get());
-    if (adapters) adapters->clear();
-    return result.latents;
-}
-
-// A method whose steps are computed by a test function, with another method's prompt encoding.
-class ManualSteps final : public compose::CompositionMethod {
-public:
-    using Step = std::function<at::Tensor(const compose::StepContext&)>;
-    ManualSteps(std::unique_ptr<compose::CompositionMethod> encoder, Step step)
-        : encoder_(std::move(encoder)), step_(std::move(step)) {}
-    text::EncodedPrompts encode(const compose::PromptText& t) override { return encoder_->encode(t); }
-    at::Tensor predict(const compose::StepContext& c) override { return step_(c); }
-    nlohmann::json record() const override { return {{"method", "manual"}}; }
-
-private:
-    std::unique_ptr<compose::CompositionMethod> encoder_;
-    Step step_;
-};
-
-double rel_err(const at::Tensor& a, const at::Tensor& b) {
-    return (a - b).abs().max().item<double>() / b.abs().max().item<double>();
-}
-
-std::vector<lora::LoraSpec> specs(std::initializer_list<int> which, double weight = 1.0) {
-    std::vector<lora::LoraSpec> out;
-    for (int i : which) out.push_back({world().paths.loras.at(i), weight});
-    return out;
-}
-
-std::unique_ptr<lora::AdapterSet> attach(pipeline::StableDiffusionModel& m, const std::vector<lora::LoraSpec>& s,
-                                         double scale = 0.8) {
-    return std::make_unique<lora::AdapterSet>(*m.unet, *m.text_encoder, m.unet->config().to_json(), s, scale, m.dtype,
-                                              m.device);
-}
-
-}  // namespace
+using namespace multilora::compose_test;
 
 // Hand-worked tables for k = 3, τ = 2.
 TEST(SwitchSchedule, PaperAndReferenceTables) {

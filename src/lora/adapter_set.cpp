@@ -60,6 +60,18 @@ std::string architecture_hint(const std::vector<LoraGroup>& groups) {
 
 LoraSpec parse_lora_spec(const std::string& text) {
     auto pos = text.rfind(':');
+    if (pos != std::string::npos && pos > 0) {
+        const std::string tail = text.substr(pos + 1);
+        // PATH:KEYFRAMES or PATH:KEYFRAMES:MODE (an unknown MODE is reported by the parser).
+        size_t keys_at = pos;
+        if (!looks_like_schedule(tail)) keys_at = text.rfind(':', pos - 1);
+        if (keys_at != std::string::npos && keys_at > 0 &&
+            looks_like_schedule(text.substr(keys_at + 1, pos == keys_at ? std::string::npos : pos - keys_at - 1))) {
+            LoraSpec spec{text.substr(0, keys_at), 1.0, {}};
+            spec.schedule = parse_weight_schedule(text.substr(keys_at + 1), "--lora " + text);
+            return spec;
+        }
+    }
     if (pos != std::string::npos && pos + 1 < text.size()) {
         const std::string tail = text.substr(pos + 1);
         try {
@@ -73,11 +85,13 @@ LoraSpec parse_lora_spec(const std::string& text) {
 }
 
 nlohmann::json LoraSummary::to_json() const {
-    return {{"path", path},       {"format", format},      {"weight", weight},
+    nlohmann::json j = {{"path", path},       {"format", format},      {"weight", weight},
             {"ranks", ranks},     {"alphas", alphas},      {"matched_modules", matched_unet + matched_text},
             {"matched_unet", matched_unet}, {"matched_text_encoder", matched_text}, {"unmatched", unmatched},
             {"misfit", misfit},
             {"targets", by_kind}};
+    if (!schedule.empty()) j["weight_schedule"] = schedule.to_json();
+    return j;
 }
 
 nlohmann::json LoraSummary::coverage_json() const {
@@ -183,6 +197,7 @@ AdapterSet::AdapterSet(torch::nn::Module& unet, torch::nn::Module& text_encoder,
         summary.path = spec.path;
         summary.format = file.format;
         summary.weight = spec.weight;
+        summary.schedule = spec.schedule;
         std::vector<std::pair<const LoraGroup*, const TargetLayer*>> matches;
         std::vector<std::string> misfits;
         match_file(file, unet_idx, text_idx, summary, matches, misfits, true);
@@ -207,7 +222,7 @@ AdapterSet::AdapterSet(torch::nn::Module& unet, torch::nn::Module& text_encoder,
                            g->scale() * spec.weight * lora_scale});
             auto& seen = g->part == LoraPart::Unet ? unet_seen : text_seen;
             auto& list = g->part == LoraPart::Unet ? unet_layers_ : text_layers_;
-            if (seen.insert(ad.get()).second) list.push_back(ad);
+            if (seen.insert(ad.get()).second) list.push_back({t->path, ad});
         }
         (void)dtype;
         spdlog::info("LoRA {}: {} ({}), rank {}, {} UNet + {} text-encoder modules, weight {}", slot, spec.path,
@@ -241,20 +256,27 @@ AdapterSet::~AdapterSet() {
 }
 
 void AdapterSet::activate_text(const std::vector<int>& slots) {
-    for (auto& l : text_layers_) l->set_fused(slots);
+    for (auto& l : text_layers_) l.adapters->set_fused(slots);
 }
 
 void AdapterSet::activate_unet(const std::vector<int>& slots, int64_t amortize_steps) {
-    for (auto& l : unet_layers_) l->set_fused(slots, amortize_steps);
+    for (auto& l : unet_layers_) l.adapters->set_fused(slots, amortize_steps);
 }
 
 void AdapterSet::activate_unet_rows(const std::vector<std::vector<int>>& row_slots) {
-    for (auto& l : unet_layers_) l->set_row_slots(row_slots);
+    for (auto& l : unet_layers_) l.adapters->set_row_slots(row_slots);
+}
+
+void AdapterSet::set_gains(const std::vector<double>& gains) {
+    for (int slot = 0; slot < static_cast<int>(gains.size()); ++slot) {
+        for (auto& l : unet_layers_) l.adapters->set_gain(slot, gains[slot]);
+        for (auto& l : text_layers_) l.adapters->set_gain(slot, gains[slot]);
+    }
 }
 
 void AdapterSet::clear() {
-    for (auto& l : unet_layers_) l->clear();
-    for (auto& l : text_layers_) l->clear();
+    for (auto& l : unet_layers_) l.adapters->clear();
+    for (auto& l : text_layers_) l.adapters->clear();
 }
 
 LoraSummary inspect_lora(const std::string& path, torch::nn::Module* unet, torch::nn::Module* text_encoder,

@@ -48,7 +48,7 @@ at::Tensor LayerAdapters::delta_product(const LayerDelta& d) const {
 at::Tensor LayerAdapters::delta_weight(const std::vector<int>& slots) const {
     at::Tensor total = at::zeros({out_features_, in_features_}, base_.options().dtype(at::kFloat));
     for (const auto& d : deltas_)
-        if (std::find(slots.begin(), slots.end(), d.slot) != slots.end()) total.add_(delta_product(d), d.scale);
+        if (std::find(slots.begin(), slots.end(), d.slot) != slots.end()) total.add_(delta_product(d), d.applied());
     return total.view(base_.sizes());
 }
 
@@ -58,8 +58,8 @@ at::Tensor LayerAdapters::fused_weight(const std::vector<int>& slots) const {
     at::Tensor base = base_.to(at::kFloat).reshape({out_features_, in_features_});
     for (const auto& d : deltas_) {
         if (std::find(slots.begin(), slots.end(), d.slot) == slots.end()) continue;
-        if (w.defined()) w.add_(delta_product(d), d.scale);
-        else w = at::add(base, delta_product(d), d.scale);
+        if (w.defined()) w.add_(delta_product(d), d.applied());
+        else w = at::add(base, delta_product(d), d.applied());
     }
     if (!w.defined()) w = base.clone();
     return w.view(base_.sizes()).to(base_.scalar_type());
@@ -78,7 +78,7 @@ void LayerAdapters::set_fused(const std::vector<int>& slots, int64_t amortize_st
     groups_.clear();
     group_weights_.clear();
     if (mine.empty()) {
-        clear();
+        to_base();
         return;
     }
     if (mode_ == Mode::Fused && mine == fused_slots_ && amortize_steps == amortize_steps_) return;
@@ -120,7 +120,25 @@ void LayerAdapters::set_row_slots(const std::vector<std::vector<int>>& row_slots
     if (!any) groups_.clear();
 }
 
+void LayerAdapters::set_gain(int slot, double gain) {
+    bool changed = false;
+    for (auto& d : deltas_)
+        if (d.slot == slot && d.gain != gain) {
+            d.gain = gain;
+            changed = true;
+        }
+    if (!changed) return;
+    fused_ = at::Tensor();
+    decision_ = -1;
+    group_weights_.clear();
+}
+
 void LayerAdapters::clear() {
+    for (auto& d : deltas_) d.gain = 1.0;
+    to_base();
+}
+
+void LayerAdapters::to_base() {
     mode_ = Mode::Base;
     fused_ = at::Tensor();
     fused_slots_.clear();
@@ -159,7 +177,7 @@ at::Tensor LayerAdapters::linear(const at::Tensor& x, const at::Tensor& bias) co
     if (mode_ == Mode::Fused) {
         if (fused_ready(x.numel() / in_features_)) return models::dense(x, fused_, bias);
         at::Tensor y = models::dense(x, base_, bias);
-        for (const LayerDelta* d : fused_group_.deltas) y.add_(low_rank(x, *d), d->scale);
+        for (const LayerDelta* d : fused_group_.deltas) y.add_(low_rank(x, *d), d->applied());
         return y;
     }
     const int64_t rows_per_batch_row = x.numel() / std::max<int64_t>(1, x.size(0) * in_features_);
@@ -174,7 +192,7 @@ at::Tensor LayerAdapters::linear(const at::Tensor& x, const at::Tensor& bias) co
         at::Tensor y = models::dense(x, base_, bias);
         for (const auto& g : groups_)
             for (const LayerDelta* d : g.deltas)
-                y.narrow(0, g.first, g.count).add_(low_rank(x.narrow(0, g.first, g.count), *d), d->scale);
+                y.narrow(0, g.first, g.count).add_(low_rank(x.narrow(0, g.first, g.count), *d), d->applied());
         return y;
     }
     std::vector<int64_t> out_shape = x.sizes().vec();
@@ -190,7 +208,7 @@ at::Tensor LayerAdapters::linear(const at::Tensor& x, const at::Tensor& bias) co
             yg.copy_(models::dense(xg, group_weight(slots), bias));
         } else {
             yg.copy_(models::dense(xg, base_, bias));
-            for (const LayerDelta* d : g.deltas) yg.add_(low_rank(xg, *d), d->scale);
+            for (const LayerDelta* d : g.deltas) yg.add_(low_rank(xg, *d), d->applied());
         }
     }
     return y;
@@ -203,7 +221,7 @@ at::Tensor LayerAdapters::conv(const at::Tensor& x, const at::Tensor& bias) cons
                                    ((x.size(3) + 2 * padding_ - base_.size(3)) / stride_ + 1);
         if (fused_ready(out_pixels)) return at::conv2d(x, fused_, bias, st, pad);
         at::Tensor y = at::conv2d(x, base_, bias, st, pad);
-        for (const LayerDelta* d : fused_group_.deltas) y.add_(low_rank(x, *d), d->scale);
+        for (const LayerDelta* d : fused_group_.deltas) y.add_(low_rank(x, *d), d->applied());
         return y;
     }
     const int64_t pixels = x.size(2) * x.size(3);
@@ -217,7 +235,7 @@ at::Tensor LayerAdapters::conv(const at::Tensor& x, const at::Tensor& bias) cons
         at::Tensor y = at::conv2d(x, base_, bias, st, pad);
         for (const auto& g : groups_)
             for (const LayerDelta* d : g.deltas)
-                y.narrow(0, g.first, g.count).add_(low_rank(x.narrow(0, g.first, g.count), *d), d->scale);
+                y.narrow(0, g.first, g.count).add_(low_rank(x.narrow(0, g.first, g.count), *d), d->applied());
         return y;
     }
     std::vector<at::Tensor> parts;
@@ -230,7 +248,7 @@ at::Tensor LayerAdapters::conv(const at::Tensor& x, const at::Tensor& bias) cons
             parts.push_back(at::conv2d(xg, group_weight(slots), bias, st, pad));
         } else {
             at::Tensor yg = at::conv2d(xg, base_, bias, st, pad);
-            for (const LayerDelta* d : g.deltas) yg.add_(low_rank(xg, *d), d->scale);
+            for (const LayerDelta* d : g.deltas) yg.add_(low_rank(xg, *d), d->applied());
             parts.push_back(yg);
         }
     }

@@ -80,7 +80,7 @@ at::Tensor denoise(StableDiffusionModel& model, const GenerationRequest& request
                                                                : at::scalar_tensor(t, at::kFloat);
         timestep = timestep.to(model.device);
         at::Tensor scaled = scheduler.scale_model_input(latents, i);
-        compose::StepContext ctx{scaled, timestep, i, prompts, request.guidance_scale};
+        compose::StepContext ctx{scaled, timestep, i, prompts, request.guidance_scale, total};
         at::Tensor eps = method.predict(ctx);
         latents = scheduler.step(eps, i, latents, &gen);
         const double secs = seconds_since(ts);

@@ -43,6 +43,7 @@ struct StepContext {
     int step;                          // 0-based
     const text::EncodedPrompts& prompts;
     double guidance_scale;
+    int num_steps = 0;  // steps in the run (weight schedules read step / num_steps)
 };
 
 // What a method is built from.
@@ -54,6 +55,9 @@ struct MethodSetup {
     // subsets.
     std::vector<int> slots;
     MethodArgs args;  // validated against the method's parameters
+    // Each composed LoRA's trigger words, in composition order (empty, or shorter than the composition: no
+    // triggers known), for the prompt-aware methods.
+    std::vector<std::vector<std::string>> triggers;
 };
 
 class CompositionMethod {

@@ -12,6 +12,7 @@
 #include <nlohmann/json.hpp>
 
 #include "multilora/lora/lora_file.h"
+#include "multilora/lora/weight_schedule.h"
 
 namespace torch::nn {
 class Module;
@@ -27,9 +28,14 @@ class LayerAdapters;
 struct LoraSpec {
     std::string path;
     double weight = 1.0;  // the user's strength for this LoRA (PATH:WEIGHT)
+    // PATH:W@F,W@F[:linear]: the weight follows these keyframes over the run (weight stays 1; the
+    // composition method applies the schedule's value at each step).
+    WeightSchedule schedule;
 };
 
-// "path.safetensors:0.7" -> {path, 0.7}; a suffix that is not a number stays part of the path.
+// "path.safetensors:0.7" -> {path, 0.7}; "path.safetensors:1@0,0@0.5" -> a weight schedule (step
+// interpolation; ":linear" after it for linear); a suffix that is neither stays part of the path. Throws
+// UsageError for a malformed keyframe list.
 LoraSpec parse_lora_spec(const std::string& text);
 
 // What one LoRA matched in the model (for logs, manifests and `inspect`).
@@ -45,6 +51,7 @@ struct LoraSummary {
     int misfit = 0;      // modules it has, with other shapes (inspect only; loading refuses them)
     std::map<std::string, int> by_kind;  // "unet/attention", "unet/ff", "unet/proj", "unet/conv", "text/attention", "text/mlp", ...
     int unet_layers = 0, text_layers = 0;  // targetable layers of the model (inspect's coverage)
+    WeightSchedule schedule;  // the spec's weight schedule (empty: constant `weight`)
     nlohmann::json to_json() const;
     nlohmann::json coverage_json() const;
 };
@@ -71,6 +78,12 @@ private:
 // The kind of module a path names: "attention", "ff", "proj", "conv", "mlp", "time".
 std::string layer_kind(const std::string& path);
 
+// One layer the set attached adapters to, with its diffusers path ("down_blocks.0.attentions.0...to_q").
+struct AdaptedLayer {
+    std::string path;
+    std::shared_ptr<LayerAdapters> adapters;
+};
+
 class AdapterSet {
 public:
     // Reads every LoRA, resolves it against `unet` and `text_encoder`, checks shapes and attaches the
@@ -89,8 +102,16 @@ public:
     void activate_unet(const std::vector<int>& slots, int64_t amortize_steps = int64_t{1} << 30);
     // UNet, per batch row: row_slots[b] lists the slots active for row b.
     void activate_unet_rows(const std::vector<std::vector<int>>& row_slots);
-    // Back to base weights everywhere.
+    // Back to base weights everywhere, every gain back to 1.
     void clear();
+    // Multiplies each slot's deltas by gains[slot] (1: as attached) in every layer, for weight schedules.
+    // Layers drop their fused weights when a gain they hold changes; call activate_* after it.
+    void set_gains(const std::vector<double>& gains);
+    // The layers with adapters, in the order the LoRA files named them, for methods that decide per layer.
+    const std::vector<AdaptedLayer>& unet_layers() const { return unet_layers_; }
+    const std::vector<AdaptedLayer>& text_layers() const { return text_layers_; }
+    // The slot's weight schedule (empty: constant weight).
+    const WeightSchedule& schedule(int slot) const { return summaries_.at(slot).schedule; }
 
 private:
     // The layer's adapters, created and attached on first use (throws if another set attached its own).
@@ -98,7 +119,7 @@ private:
 
     std::vector<LoraSummary> summaries_;
     std::set<std::shared_ptr<models::WeightAdapter>*> owned_;  // the model's adapter slots this set filled
-    std::vector<std::shared_ptr<LayerAdapters>> unet_layers_, text_layers_;
+    std::vector<AdaptedLayer> unet_layers_, text_layers_;
 };
 
 // Reads a LoRA and matches it against `unet` / `text_encoder`, or, when they are null, against the SD1.5

@@ -22,6 +22,8 @@ struct LayerDelta {
     at::Tensor down;     // [r, in] (Linear) or [r, in, kh, kw] (Conv2d)
     at::Tensor up;       // [out, r] or [out, r, 1, 1]
     double scale = 1.0;  // (alpha / rank) · user weight · lora_scale
+    double gain = 1.0;   // a weight schedule's factor at the current step
+    double applied() const { return scale * gain; }
 };
 
 // How per-row groups are computed: chosen by cost (default), or forced (tests and benchmarks).
@@ -46,7 +48,10 @@ public:
     void set_fused(const std::vector<int>& slots, int64_t amortize_steps = int64_t{1} << 30);
     // Per-row mode: row_slots[b] lists the slots active for batch row b.
     void set_row_slots(const std::vector<std::vector<int>>& row_slots);
+    // Back to base weights, every gain back to 1.
     void clear();
+    // Sets the gain of `slot`'s delta; a change drops the fused weights built with the old one.
+    void set_gain(int slot, double gain);
     bool active() const override { return mode_ != Mode::Base; }
 
     // The layer's forward with adapters applied (only called while active()): linear() or conv().
@@ -63,6 +68,8 @@ public:
 
 private:
     enum class Mode { Base, Fused, Rows };
+    // Base weights, gains kept.
+    void to_base();
     struct RowGroup {
         int64_t first = 0, count = 0;
         std::vector<const LayerDelta*> deltas;  // this layer's deltas active for these rows
