@@ -10,12 +10,18 @@ BIN=${BUILD_DIR:-build}/multilora
 common=(--model models/tiny-sd15.safetensors --prompt "a watercolor fox in a snowy forest" --negative-prompt "blurry"
         --steps 20 --seed 42 --width 256 --height 256 --out out --overwrite)
 "$BIN" generate "${common[@]}" --name demo >/dev/null
-for method in merge switch composite; do
+methods=(merge switch composite w-composite loratorio w-switch klora)
+for method in "${methods[@]}"; do
   "$BIN" generate "${common[@]}" --name "demo-$method" --method "$method" \
-    --lora models/loras/tiny-character.safetensors --lora models/loras/tiny-style.safetensors:0.8 >/dev/null
+    --lora models/loras/tiny-character.safetensors --triggers "tiny fox, red fur" \
+    --lora models/loras/tiny-style.safetensors:0.8 --triggers "watercolor, soft edges" >/dev/null
 done
-# The ComposLoRA-style batch over the tiny LoRAs (6 sets x 3 methods, comparison sheets and a gallery).
+# A weight schedule under Merge: the character fades out as the style comes in.
+"$BIN" generate "${common[@]}" --name demo-schedule --method merge \
+  --lora models/loras/tiny-character.safetensors:1@0,0.3@0.5 --lora models/loras/tiny-style.safetensors:0@0,1@1:linear >/dev/null
+# The ComposLoRA-style batch over the tiny LoRAs (6 sets x 7 methods, comparison sheets and a gallery).
 "$BIN" batch configs/tiny-smoke.json >/dev/null
 echo "demo image: $(pwd)/out/demo.png (manifest: $(pwd)/out/demo.json)"
-echo "with two LoRAs: $(pwd)/out/demo-merge.png, $(pwd)/out/demo-switch.png, $(pwd)/out/demo-composite.png"
+echo "with two LoRAs: $(for m in "${methods[@]}"; do printf '%s ' "$(pwd)/out/demo-$m.png"; done)"
+echo "with a weight schedule: $(pwd)/out/demo-schedule.png"
 echo "batch gallery: $(pwd)/out/tiny-smoke/index.html"

@@ -26,6 +26,10 @@ TEST(BenchQuick, WritesAReportWithEveryCase) {
     EXPECT_EQ(cases["merge"], 2);      // k = 1 and 5
     EXPECT_EQ(cases["switch"], 1);
     EXPECT_EQ(cases["composite"], 4);  // k = 2..5
+    EXPECT_EQ(cases["w-composite"], 2);  // k = 2, 5
+    EXPECT_EQ(cases["loratorio"], 2);    // k = 2, 5
+    EXPECT_EQ(cases["w-switch"], 1);
+    EXPECT_EQ(cases["klora"], 1);        // k = 2 only
     // The FLOP count grows with the batch: Composite k runs k times the rows of one CFG step.
     double none = 0, comp5 = 0;
     for (const auto& c : j["unet_steps"]) {
@@ -33,7 +37,12 @@ TEST(BenchQuick, WritesAReportWithEveryCase) {
         if (c["case"] == "composite" && c["k"] == 5) comp5 = c["flops"].get<double>();
     }
     EXPECT_NEAR(comp5 / none, 5.0, 0.01);
-    EXPECT_EQ(j["ratios"].size(), 7u);
+    // LoRAtorio adds the base model's two rows: 2k + 2 = 12 rows at k = 5, six plain steps.
+    double lt5 = 0;
+    for (const auto& c : j["unet_steps"])
+        if (c["case"] == "loratorio" && c["k"] == 5) lt5 = c["flops"].get<double>();
+    EXPECT_NEAR(lt5 / none, 6.0, 0.01);
+    EXPECT_EQ(j["ratios"].size(), 13u);
     // Ratios divide by the faster of the two plain-step medians.
     double none_min = 1e30, merge5 = 0;
     for (const auto& c : j["unet_steps"]) {

@@ -31,7 +31,8 @@ std::string usage_error(const std::function<void()>& fn) {
 }  // namespace
 
 TEST(ComposeRegistry, TheBuiltInMethodsInListingOrder) {
-    EXPECT_EQ(compose::registry().names(), (std::vector<std::string>{"none", "merge", "switch", "composite"}));
+    EXPECT_EQ(compose::registry().names(), (std::vector<std::string>{"none", "merge", "switch", "composite", "w-composite",
+                                                                      "loratorio", "w-switch", "klora"}));
     const compose::MethodInfo& sw = compose::registry().get("switch");
     ASSERT_EQ(sw.params.size(), 2u);
     EXPECT_EQ(sw.params[0].name, "tau");
@@ -47,7 +48,10 @@ TEST(ComposeRegistry, TheBuiltInMethodsInListingOrder) {
 
 TEST(ComposeRegistry, UnknownNamesSuggestTheClosest) {
     const std::string e = usage_error([] { compose::registry().get("swtich"); });
-    EXPECT_NE(e.find("unknown method \"swtich\" (choose none, merge, switch, composite)"), std::string::npos) << e;
+    EXPECT_NE(e.find("unknown method \"swtich\" (choose none, merge, switch, composite, w-composite, loratorio, "
+                     "w-switch, klora)"),
+              std::string::npos)
+        << e;
     EXPECT_NE(e.find("did you mean \"switch\"?"), std::string::npos) << e;
     EXPECT_EQ(usage_error([] { compose::registry().get("zzzzzzzz"); }).find("did you mean"), std::string::npos);
 }
@@ -79,6 +83,16 @@ TEST(ComposeRegistry, ParametersAreTypedAndChecked) {
               std::string::npos);
     EXPECT_EQ(compose::registry().get("switch").params[0].describe(), "int 1..1000, default 5");
     EXPECT_EQ(compose::registry().get("switch").params[1].describe(), "paper|reference, default paper");
+    // The builders fill the same fields the methods read.
+    const compose::ParamSpec rows = compose::registry().get("composite").params.at(0);
+    EXPECT_EQ(rows.cli_flag, "--max-batch-rows");
+    EXPECT_EQ(rows.config_key, "max_batch_rows");
+    EXPECT_FALSE(rows.affects_output);
+    EXPECT_TRUE(compose::registry().get("switch").params[0].affects_output);
+    const compose::ParamSpec t = compose::real_param("temperature", 0.5, 0.0, 10.0, "softmin temperature");
+    EXPECT_EQ(t.describe(), "real 0..10, default 0.5");
+    EXPECT_EQ(t.parse("2.5", "w").get<double>(), 2.5);
+    EXPECT_NE(usage_error([&] { t.parse("11", "w"); }).find("w: 11.0 is out of range (0..10)"), std::string::npos);
 }
 
 TEST(ComposeRegistry, LoraCountBoundsAreChecked) {

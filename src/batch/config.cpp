@@ -400,6 +400,24 @@ void read_generation_settings(ConfigReader& r, BatchConfig& c) {
     r.int_key("max_batch_rows", c.max_batch_rows, 0, 1 << 20, false);
 }
 
+// A method that composes none of the config's k values (K-LoRA takes exactly 2) would make no image. One
+// that takes some of them runs on those sets only (the plan skips the rest).
+void check_method_bounds(ConfigReader& r, const BatchConfig& c) {
+    for (size_t i = 0; i < c.methods.size(); ++i) {
+        const compose::MethodInfo* info = compose::registry().find(c.methods[i]);
+        if (!info || info->min_loras == 0 || c.ks.empty()) continue;
+        bool any = false;
+        for (int k : c.ks) any = any || (k >= info->min_loras && (info->max_loras == 0 || k <= info->max_loras));
+        if (any) continue;
+        const std::string lo = std::to_string(info->min_loras), hi = std::to_string(info->max_loras);
+        const std::string range = info->max_loras == info->min_loras ? "exactly " + lo
+                                  : info->max_loras == 0             ? "at least " + lo
+                                                                     : lo + ".." + hi;
+        r.errors.add("methods[" + std::to_string(i) + "]", "method " + json_quote(info->name) + " composes " + range +
+                                                               " LoRAs, and no k in \"k\" is in that range");
+    }
+}
+
 // Each listed method's parameters: its defaults, then the top-level keys that set them (switch_interval,
 // ...), then "method_args": {"METHOD": {"PARAM": value}}.
 void read_method_args(ConfigReader& r, BatchConfig& c) {
@@ -478,6 +496,7 @@ BatchConfig parse_batch_config(const ojson& j, const std::string& config_path) {
     read_seeds(r, c);
     read_generation_settings(r, c);
     read_method_args(r, c);
+    check_method_bounds(r, c);
 
     c.model = resolve_against(c.config_dir, raw.model);
     c.vae = resolve_against(c.config_dir, raw.vae);

@@ -5,6 +5,7 @@
 #include <filesystem>
 #include <set>
 
+#include "multilora/compose/registry.h"
 #include "multilora/util/error.h"
 
 namespace fs = std::filesystem;
@@ -38,6 +39,13 @@ bool parse_int(const std::string& s, long long& out) {
         if (s[j] < '0' || s[j] > '9') return false;
     out = std::stoll(s);
     return true;
+}
+
+// Whether the method composes k LoRAs (its registered bounds).
+bool method_takes(const std::string& method, int k) {
+    const compose::MethodInfo* info = compose::registry().find(method);
+    if (!info || method == "none") return true;
+    return k >= info->min_loras && (info->max_loras == 0 || k <= info->max_loras);
 }
 
 std::string env(const char* name) {
@@ -110,6 +118,7 @@ BatchPlan make_plan(const BatchConfig& c) {
             const size_t set_pos = plan.sets.size();
             for (uint64_t seed : c.seeds)
                 for (const auto& method : c.methods) {
+                    if (!method_takes(method, k)) continue;  // e.g. K-LoRA, defined for k = 2 only
                     PlanImage im;
                     im.set = set_pos;
                     im.k = k;

@@ -596,7 +596,11 @@ void Generator::run_image(const PlanSet& s, const PlanImage& im) {
     auto args = c_.method_args.find(im.method);
     run.args = args != c_.method_args.end() ? args->second : compose::default_args(im.method);
     if (im.method != "none")
-        for (const auto& id : im.lora_ids) run.slots.push_back(b_.slot_of.at(id));
+        for (const auto& id : im.lora_ids) {
+            run.slots.push_back(b_.slot_of.at(id));
+            const LoraEntry* e = c_.lora_info.find(id);
+            run.triggers.push_back(e ? e->trigger : std::vector<std::string>{});
+        }
     const int finished = report_.generated;
     run.on_step = [&](int step, int total, double secs) {
         observer_.step(step, total, secs);

@@ -98,12 +98,15 @@ struct StepBench {
     double guidance = 7.5;
 };
 
+// The run length the timed steps belong to, for methods whose schedule depends on it (K-LoRA, W-Switch).
+constexpr int kBenchRunSteps = 50;
+
 // Times `repeats` UNet steps of `method` (steps numbered from 0, so Switch's switches fall where they
 // would in a run), with one warm-up; returns stats plus the FLOPs of one step.
 json time_steps(StepBench& b, compose::CompositionMethod& method, int repeats, bool warmup = true) {
     c10::InferenceMode im;
     auto run_step = [&](int step) {
-        compose::StepContext ctx{b.latents, b.timestep, step, b.prompts, b.guidance};
+        compose::StepContext ctx{b.latents, b.timestep, step, b.prompts, b.guidance, kBenchRunSteps};
         at::Tensor eps = method.predict(ctx);
         if (b.model.device.is_cuda()) torch::cuda::synchronize();
         return eps;
@@ -247,7 +250,10 @@ json method_case(StepBench& bench, const BenchOptions& opt, const compose::Metho
                               model.device);
     compose::MethodArgs args(info.params);
     if (info.name == "switch") args.set_json("tau", opt.switch_interval, "bench --switch-interval");
-    auto method = compose::registry().create(info.name, {pipeline::model_parts(model), &adapters, {}, args});
+    // Placeholder trigger words, for the methods that weight LoRAs by them.
+    std::vector<std::vector<std::string>> triggers;
+    for (int i = 0; i < k; ++i) triggers.push_back({"lora" + std::to_string(i)});
+    auto method = compose::registry().create(info.name, {pipeline::model_parts(model), &adapters, {}, args, triggers});
     method->encode({});
     const int period = info.period_steps ? info.period_steps(k, args) : 0;
     json timing = period > 0 ? time_steps(bench, *method, 2 * period, false) : time_steps(bench, *method, opt.repeats);

@@ -4,6 +4,7 @@
 #include <CLI/CLI.hpp>
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
 #include <chrono>
 #include <ctime>
 #include <filesystem>
@@ -39,6 +40,7 @@ struct GenerateOptions {
     std::string method;  // empty: merge when LoRAs are given, else none
     double lora_scale = 0.8;
     std::vector<std::string> method_args;            // --method-arg NAME=VALUE
+    std::vector<std::string> triggers;               // --triggers "w1, w2" per --lora
     std::map<std::string, std::string> flag_values;  // per-method flags (--switch-interval ...) by "method.param"
 };
 
@@ -51,13 +53,38 @@ std::vector<lora::LoraSpec> lora_specs(const std::vector<std::string>& texts) {
     return specs;
 }
 
+// --triggers "a, b c" per --lora -> {{"a", "b c"}, ...}; none given: no triggers known.
+std::vector<std::vector<std::string>> trigger_lists(const std::vector<std::string>& texts, size_t loras) {
+    if (!texts.empty() && texts.size() != loras)
+        throw UsageError("--triggers was given " + std::to_string(texts.size()) + " times for " + std::to_string(loras) +
+                         " --lora; give it once per LoRA, in the same order (\"\" for none)");
+    std::vector<std::vector<std::string>> lists;
+    for (const auto& t : texts) {
+        std::vector<std::string> words;
+        for (std::string w : split(t, ',')) {
+            const size_t a = w.find_first_not_of(' '), b = w.find_last_not_of(' ');
+            if (a != std::string::npos) words.push_back(w.substr(a, b - a + 1));
+        }
+        lists.push_back(words);
+    }
+    return lists;
+}
+
 // The method and its validated parameters: the per-method flags first, then --method-arg (which wins).
-std::pair<std::string, compose::MethodArgs> method_choice(const GenerateOptions& o, bool have_loras) {
+std::pair<std::string, compose::MethodArgs> method_choice(const GenerateOptions& o, bool have_loras,
+                                                         bool have_schedules) {
     const std::string name = o.method.empty() ? (have_loras ? "merge" : "none") : o.method;
     const compose::MethodInfo& info = compose::registry().get(name);
     if (info.min_loras > 0 && !have_loras) throw UsageError("--method " + name + " needs at least one --lora");
     if (info.min_loras == 0 && have_loras)
         throw UsageError("--method none with --lora: the LoRAs would be ignored; drop --lora or pick a method");
+    if (have_schedules && !info.weight_schedules) {
+        std::vector<std::string> taking;
+        for (const compose::MethodInfo* m : compose::registry().methods())
+            if (m->weight_schedules) taking.push_back(m->name);
+        throw UsageError("--method " + name + " does not follow --lora weight schedules (W@F keyframes); use --method " +
+                         join(taking, " or "));
+    }
     compose::MethodArgs args(info.params);
     for (const compose::MethodInfo* m : compose::registry().methods())
         for (const auto& p : m->params) {
@@ -122,7 +149,10 @@ void run_generate(const GenerateOptions& o) {
     pipeline::validate_request(request);
     pipeline::parse_dtype(o.load.dtype);
     const std::vector<lora::LoraSpec> specs = lora_specs(o.loras);
-    auto [method, args] = method_choice(o, !specs.empty());
+    const bool have_schedules =
+        std::any_of(specs.begin(), specs.end(), [](const lora::LoraSpec& s) { return !s.schedule.empty(); });
+    auto [method, args] = method_choice(o, !specs.empty(), have_schedules);
+    const std::vector<std::vector<std::string>> triggers = trigger_lists(o.triggers, specs.size());
     pipeline::OutputPlan plan = o.output;
     plan.num_images = request.num_images;
     pipeline::check_outputs(plan);
@@ -136,7 +166,7 @@ void run_generate(const GenerateOptions& o) {
 
     StepProgress progress("generating", o.progress);
     auto t_total = std::chrono::steady_clock::now();
-    pipeline::SessionRun run{request, method, args, {}, [&](int step, int total, double secs) {
+    pipeline::SessionRun run{request, method, args, {}, triggers, [&](int step, int total, double secs) {
                                  progress.update(step, total, secs);
                              }};
     pipeline::SessionResult out = session.run(run);
@@ -211,7 +241,12 @@ Command add_generate_command(CLI::App& app) {
     sub->add_flag("--overwrite", o->output.overwrite, "Replace existing outputs");
     sub->add_flag("!--no-progress", o->progress, "No step progress output");
     sub->add_option("--lora", o->loras,
-                    "LoRA file, optionally with its strength: PATH[:WEIGHT] (repeatable; order is kept)");
+                    "LoRA file, optionally with its strength: PATH[:WEIGHT], or a weight schedule under merge: "
+                    "PATH:W@F,W@F[:linear] (weight W from fraction F of the steps; step interpolation by "
+                    "default). Repeatable; order is kept");
+    sub->add_option("--triggers", o->triggers,
+                    "A LoRA's trigger words, comma-separated, once per --lora in the same order (the prompt-aware "
+                    "methods w-switch and w-composite weight the LoRAs by them)");
     sub->add_option("--lora-scale", o->lora_scale, "Scale applied to every LoRA in UNet and text encoder (the paper's 0.8)")
         ->capture_default_str();
     add_method_options(sub, *o);
@@ -224,7 +259,12 @@ Command add_generate_command(CLI::App& app) {
         "  multilora generate -m models/tiny-sd15.safetensors -p \"a fox\" --lora models/loras/tiny-style.safetensors \\\n"
         "      --lora models/loras/tiny-object.safetensors:0.7 --method composite --name fox-composite\n"
         "  multilora generate -m models/tiny-sd15.safetensors -p \"a fox\" --lora models/loras/tiny-style.safetensors \\\n"
-        "      --lora models/loras/tiny-character.safetensors --method switch --method-arg tau=2\n\n" +
+        "      --lora models/loras/tiny-character.safetensors --method switch --method-arg tau=2\n"
+        "  multilora generate -m models/tiny-sd15.safetensors -p \"a fox\" --method merge \\\n"
+        "      --lora models/loras/tiny-style.safetensors:1@0,0.2@0.6 --lora models/loras/tiny-object.safetensors:0@0,1@1:linear\n"
+        "  multilora generate -m models/tiny-sd15.safetensors -p \"a tiny fox, red fur, watercolor\" --method w-composite \\\n"
+        "      --lora models/loras/tiny-character.safetensors --triggers \"tiny fox, red fur\" \\\n"
+        "      --lora models/loras/tiny-style.safetensors --triggers watercolor\n\n" +
         compose::methods_help());
     return [o] {
         if (o->output.stem.empty()) o->output.stem = "image-" + std::to_string(o->request.seed);

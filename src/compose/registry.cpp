@@ -50,6 +50,9 @@ std::unique_ptr<CompositionMethod> Registry::create(const std::string& name, con
     const MethodInfo& info = get(name);
     const int k = setup.slots.empty() ? (setup.adapters ? setup.adapters->count() : 0)
                                       : static_cast<int>(setup.slots.size());
+    if (info.min_loras > 0 && info.min_loras == info.max_loras && k != info.min_loras)
+        throw UsageError("--method " + name + " takes exactly " + std::to_string(info.min_loras) + " LoRAs (got " +
+                         std::to_string(k) + ")");
     if (k < info.min_loras)
         throw UsageError("--method " + name + " needs at least " + std::to_string(info.min_loras) + " --lora");
     if (info.max_loras > 0 && k > info.max_loras)

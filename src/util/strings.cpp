@@ -48,4 +48,15 @@ std::string closest(const std::string& word, const std::vector<std::string>& cho
     return best_d <= std::max<size_t>(2, word.size() / 3) ? best : std::string();
 }
 
+std::vector<std::string> split(std::string_view s, char sep) {
+    std::vector<std::string> parts;
+    size_t start = 0;
+    while (true) {
+        const size_t at = s.find(sep, start);
+        parts.emplace_back(s.substr(start, at == std::string_view::npos ? std::string_view::npos : at - start));
+        if (at == std::string_view::npos) return parts;
+        start = at + 1;
+    }
+}
+
 }  // namespace multilora

@@ -29,6 +29,7 @@ struct MethodInfo {
     // same). The bench times two such stretches with no warm-up, so that the changes fall inside the timing.
     std::function<int(int k, const MethodArgs& args)> period_steps;
     std::vector<int> bench_k;  // the k values `bench` measures by default (empty: not benchmarked)
+    bool weight_schedules = false;  // honours --lora FILE:W@F,... weight schedules (lora/weight_schedule.h)
 };
 
 using MethodFactory = std::function<std::unique_ptr<CompositionMethod>(const MethodSetup&)>;

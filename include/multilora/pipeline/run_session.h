@@ -29,6 +29,7 @@ struct SessionRun {
     std::string method = "none";
     compose::MethodArgs args;  // the method's parameters (defaults when default-constructed)
     std::vector<int> slots;    // the LoRAs composed, in order (empty: all attached)
+    std::vector<std::vector<std::string>> triggers;  // per composed LoRA (prompt-aware methods)
     StepCallback on_step;
 };
 

@@ -24,6 +24,9 @@ std::string join(const Container& parts, std::string_view sep) {
     return out;
 }
 
+// "a.b..c" -> {"a", "b", "", "c"}.
+std::vector<std::string> split(std::string_view s, char sep);
+
 // "[2, 4, 64, 64]"
 std::string shape_str(const std::vector<int64_t>& shape);
 
