@@ -300,12 +300,14 @@ void add_rates_and_ratios(json& report, double peak) {
         if (c["case"] == "none") continue;
         const int k = c["k"].get<int>();
         const compose::MethodInfo& info = compose::registry().get(c["case"].get<std::string>());
-        const int rows = info.unet_rows(k, true) / info.unet_rows(0, true);
+        // Rows per image over the plain CFG step's (LoRAtorio's 2k + 2 rows: k + 1 plain steps).
+        const int plain_rows = compose::registry().get("none").unet_rows(0, true);
+        const int rows = info.unet_rows(k, true) / plain_rows;
         // Step-dependent schedules use their mean over the timed stretches; the others the median.
         const double t = c.contains("timed_over") ? c["mean_s"].get<double>() : c["median_s"].get<double>();
         ratios.push_back({{"case", c["case"]}, {"rank", c["rank"]}, {"k", k},
                           {"ratio", t / (rows * none_step)},
-                          {"against", rows > 1 ? "k x none" : "none"}});
+                          {"against", rows == 1 ? "none" : rows == k ? "k x none" : std::to_string(rows) + " x none"}});
     }
     report["ratios"] = ratios;
 }
