@@ -30,7 +30,10 @@ inline BatchDir tiny_batch(const std::string& tag, const std::function<void(nloh
     fs::create_directories(d.root / "configs");
     fs::create_directory_symlink(tiny_model_dir(), d.root / "models");
     auto j = nlohmann::ordered_json::parse(read_bytes(fs::path(ML_SOURCE_DIR) / "configs" / "tiny-smoke.json"));
-    if (!as_shipped) j["methods"] = {"merge", "switch", "composite"};
+    if (!as_shipped) {
+        j["methods"] = {"merge", "switch", "composite"};
+        j.erase("method_args");
+    }
     if (edit) edit(j);
     d.config = d.root / "configs" / "tiny-smoke.json";
     std::ofstream(d.config) << j.dump(2);

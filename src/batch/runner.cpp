@@ -600,6 +600,7 @@ void Generator::run_image(const PlanSet& s, const PlanImage& im) {
             run.slots.push_back(b_.slot_of.at(id));
             const LoraEntry* e = c_.lora_info.find(id);
             run.triggers.push_back(e ? e->trigger : std::vector<std::string>{});
+            run.categories.push_back(e ? e->category : std::string());
         }
     const int finished = report_.generated;
     run.on_step = [&](int step, int total, double secs) {

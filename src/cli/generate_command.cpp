@@ -166,7 +166,7 @@ void run_generate(const GenerateOptions& o) {
 
     StepProgress progress("generating", o.progress);
     auto t_total = std::chrono::steady_clock::now();
-    pipeline::SessionRun run{request, method, args, {}, triggers, [&](int step, int total, double secs) {
+    pipeline::SessionRun run{request, method, args, {}, triggers, {}, [&](int step, int total, double secs) {
                                  progress.update(step, total, secs);
                              }};
     pipeline::SessionResult out = session.run(run);

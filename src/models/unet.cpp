@@ -34,13 +34,13 @@ DownBlockImpl::DownBlockImpl(const UNetConfig& cfg, size_t level, int64_t in_cha
 }
 
 at::Tensor DownBlockImpl::forward(at::Tensor x, const at::Tensor& temb_silu, const at::Tensor& context,
-                                  std::vector<at::Tensor>& skips) {
+                                  std::vector<at::Tensor>& skips, bool downsample) {
     for (size_t i = 0; i < resnets->size(); ++i) {
         x = resnets[i]->as<ResnetBlock2DImpl>()->forward(x, &temb_silu);
         if (!attentions->is_empty()) x = attentions[i]->as<Transformer2DImpl>()->forward(x, context);
         skips.push_back(x);
     }
-    if (!downsamplers->is_empty()) {
+    if (downsample && !downsamplers->is_empty()) {
         x = downsamplers[0]->as<Downsample2DImpl>()->forward(x);
         skips.push_back(x);
     }
@@ -127,21 +127,47 @@ UNet2DConditionModelImpl::UNet2DConditionModelImpl(const UNetConfig& cfg) : cfg_
     conv_out = register_module("conv_out", Conv2d(ch[0], cfg.out_channels, 3, 1, 1));
 }
 
-at::Tensor UNet2DConditionModelImpl::forward(const at::Tensor& sample, const at::Tensor& timesteps,
-                                             const at::Tensor& context) {
+at::Tensor UNet2DConditionModelImpl::time_silu(const at::Tensor& sample, const at::Tensor& timesteps) {
     at::Tensor t = timesteps.dim() == 0 ? timesteps.reshape({1}) : timesteps;
     t = t.expand({sample.size(0)});
     at::Tensor t_emb = timestep_embedding(t, cfg_.block_out_channels[0], cfg_.flip_sin_to_cos, cfg_.freq_shift)
                            .to(sample.scalar_type());
-    at::Tensor temb_silu = at::silu(time_embedding->forward(t_emb));
+    return at::silu(time_embedding->forward(t_emb));
+}
 
+at::Tensor UNet2DConditionModelImpl::output(const at::Tensor& h) {
+    return conv_out->forward(at::silu(conv_norm_out->forward(h)));
+}
+
+at::Tensor UNet2DConditionModelImpl::forward(const at::Tensor& sample, const at::Tensor& timesteps,
+                                             const at::Tensor& context) {
+    return forward(sample, timesteps, context, nullptr);
+}
+
+at::Tensor UNet2DConditionModelImpl::forward(const at::Tensor& sample, const at::Tensor& timesteps,
+                                             const at::Tensor& context, at::Tensor* deep) {
+    at::Tensor temb_silu = time_silu(sample, timesteps);
     std::vector<at::Tensor> skips;
     at::Tensor h = conv_in->forward(sample);
     skips.push_back(h);
     for (const auto& block : *down_blocks) h = block->as<DownBlockImpl>()->forward(h, temb_silu, context, skips);
     h = mid_block->forward(h, temb_silu, context);
-    for (const auto& block : *up_blocks) h = block->as<UpBlockImpl>()->forward(h, temb_silu, context, skips);
-    return conv_out->forward(at::silu(conv_norm_out->forward(h)));
+    for (size_t i = 0; i < up_blocks->size(); ++i) {
+        if (deep && i + 1 == up_blocks->size()) *deep = h;
+        h = up_blocks[i]->as<UpBlockImpl>()->forward(h, temb_silu, context, skips);
+    }
+    return output(h);
+}
+
+at::Tensor UNet2DConditionModelImpl::forward_shallow(const at::Tensor& sample, const at::Tensor& timesteps,
+                                                     const at::Tensor& context, const at::Tensor& deep) {
+    at::Tensor temb_silu = time_silu(sample, timesteps);
+    std::vector<at::Tensor> skips;
+    at::Tensor h = conv_in->forward(sample);
+    skips.push_back(h);
+    down_blocks[0]->as<DownBlockImpl>()->forward(h, temb_silu, context, skips, /*downsample=*/false);
+    h = up_blocks[up_blocks->size() - 1]->as<UpBlockImpl>()->forward(deep, temb_silu, context, skips);
+    return output(h);
 }
 
 }  // namespace multilora::models

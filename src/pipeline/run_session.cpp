@@ -24,7 +24,8 @@ RunSession::~RunSession() = default;
 
 SessionResult RunSession::run(const SessionRun& r) {
     compose::MethodSetup setup{model_parts(model_), r.method == "none" ? nullptr : adapters_.get(), r.slots,
-                               r.args.params().empty() ? compose::default_args(r.method) : r.args, r.triggers};
+                               r.args.params().empty() ? compose::default_args(r.method) : r.args, r.triggers,
+                               r.categories};
     std::unique_ptr<compose::CompositionMethod> method = compose::registry().create(r.method, setup);
     struct ClearAdapters {
         lora::AdapterSet* set;

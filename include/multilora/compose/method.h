@@ -58,6 +58,9 @@ struct MethodSetup {
     // Each composed LoRA's trigger words, in composition order (empty, or shorter than the composition: no
     // triggers known), for the prompt-aware methods.
     std::vector<std::vector<std::string>> triggers;
+    // Each composed LoRA's ComposLoRA category ("character", "background", ...), when known (CMLoRA orders
+    // the background last).
+    std::vector<std::string> categories;
 };
 
 class CompositionMethod {

@@ -22,9 +22,10 @@ TORCH_MODULE(TimestepEmbedding);
 class DownBlockImpl : public torch::nn::Module {
 public:
     DownBlockImpl(const UNetConfig& cfg, size_t level, int64_t in_channels, int64_t out_channels);
-    // Appends every intermediate output to `skips`, as diffusers' res_samples.
+    // Appends every intermediate output to `skips`, as diffusers' res_samples (without the downsampler when
+    // `downsample` is false: DeepCache's shallow pass stops there).
     at::Tensor forward(at::Tensor x, const at::Tensor& temb_silu, const at::Tensor& context,
-                       std::vector<at::Tensor>& skips);
+                       std::vector<at::Tensor>& skips, bool downsample = true);
     torch::nn::ModuleList resnets, attentions, downsamplers;
 };
 TORCH_MODULE(DownBlock);
@@ -55,6 +56,14 @@ public:
     // sample [B, 4, h, w]; timestep: one value for the whole batch (or [B]); context [B, 77, D].
     at::Tensor forward(const at::Tensor& sample, const at::Tensor& timesteps, const at::Tensor& context);
 
+    // DeepCache with its shallowest cut (cache layer 0, block 1), as CMLoRA runs it. The full pass also
+    // returns in `deep` the input of the last up block; the shallow pass runs only conv_in, the first down
+    // block's layers (no downsampler), the last up block on `deep` and the output layers.
+    at::Tensor forward(const at::Tensor& sample, const at::Tensor& timesteps, const at::Tensor& context,
+                       at::Tensor* deep);
+    at::Tensor forward_shallow(const at::Tensor& sample, const at::Tensor& timesteps, const at::Tensor& context,
+                               const at::Tensor& deep);
+
     const UNetConfig& config() const { return cfg_; }
 
     Conv2d conv_in{nullptr}, conv_out{nullptr};
@@ -64,6 +73,8 @@ public:
     GroupNorm conv_norm_out{nullptr};
 
 private:
+    at::Tensor time_silu(const at::Tensor& sample, const at::Tensor& timesteps);
+    at::Tensor output(const at::Tensor& h);
     UNetConfig cfg_;
 };
 TORCH_MODULE(UNet2DConditionModel);

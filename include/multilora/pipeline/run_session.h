@@ -30,6 +30,7 @@ struct SessionRun {
     compose::MethodArgs args;  // the method's parameters (defaults when default-constructed)
     std::vector<int> slots;    // the LoRAs composed, in order (empty: all attached)
     std::vector<std::vector<std::string>> triggers;  // per composed LoRA (prompt-aware methods)
+    std::vector<std::string> categories;             // per composed LoRA, when known
     StepCallback on_step;
 };
 
