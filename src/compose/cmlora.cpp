@@ -187,7 +187,7 @@ MULTILORA_COMPOSITION_METHOD(cmlora) {
                   "refreshed (the code's fixed 120)"),
     };
     info.unet_rows = [](int k, bool cfg) { return (cfg ? 2 : 1) * std::max(1, k); };
-    info.cost = "2k rows, shallow (DeepCache) except at step 0 and each refresh step's dominant LoRA";
+    info.cost = "2k, shallow (DeepCache) except at step 0 and for each refresh step's new dominant LoRA";
     info.period_steps = [](int k, const MethodArgs& a) { return std::max(1, a.get_int("interval")) * std::max(1, k); };
     info.bench_k = {2, 5};
     registry.add(info, [](const MethodSetup& s) { return std::make_unique<CmloraMethod>(s); });
