@@ -26,6 +26,7 @@
 #include "multilora/eval/score_parser.h"
 #include "multilora/eval/text_util.h"
 #include "multilora/io/atomic_file.h"
+#include "multilora/io/jsonl.h"
 #include "multilora/io/sha256.h"
 #include "multilora/util/clock.h"
 #include "multilora/util/error.h"
@@ -52,20 +53,6 @@ std::string relative_to(const std::string& path, const fs::path& dir) {
     fs::path d = fs::absolute(dir, ec).lexically_normal();
     fs::path r = a.lexically_relative(d);
     return r.empty() ? a.string() : r.generic_string();
-}
-
-// Reads a .jsonl file, skipping blank and malformed lines (a run killed mid-write can leave a cut last line).
-std::vector<json> read_jsonl(const fs::path& path, size_t* malformed) {
-    std::vector<json> out;
-    std::ifstream in(path);
-    std::string line;
-    while (std::getline(in, line)) {
-        if (line.find_first_not_of(" \t\r") == std::string::npos) continue;
-        json j = json::parse(line, nullptr, false);
-        if (j.is_object()) out.push_back(std::move(j));
-        else if (malformed) ++*malformed;
-    }
-    return out;
 }
 
 // A write into a .jsonl file that may end in a cut line: start on a fresh line first.
@@ -328,7 +315,7 @@ void load_judged(Evaluation& ev) {
     ev.log_path = ev.eval_dir / "judgements.jsonl";
     size_t malformed = 0;
     if (fs::exists(ev.log_path)) {
-        for (auto& line : read_jsonl(ev.log_path, &malformed))
+        for (auto& line : io::read_jsonl(ev.log_path.string(), &malformed))
             if (line.value("type", "") == "judgement" && line.value("status", "") == "ok" && line.contains("fingerprint"))
                 ev.judged[line["fingerprint"].get<std::string>()] = line;
         if (malformed) spdlog::warn("{}: skipped {} malformed line(s)", ev.log_path.string(), malformed);
@@ -658,7 +645,7 @@ struct ClipItem {
 std::map<std::string, double> read_clip_log(const fs::path& clip_log) {
     std::map<std::string, double> known;
     if (fs::exists(clip_log))
-        for (auto& line : read_jsonl(clip_log, nullptr))
+        for (auto& line : io::read_jsonl(clip_log.string(), nullptr))
             if (line.contains("fingerprint") && line.contains("score") && line["score"].is_number())
                 known[line["fingerprint"].get<std::string>()] = line["score"].get<double>();
     return known;
