@@ -11,6 +11,7 @@
 
 #include <algorithm>
 
+#include "multilora/compose/lora_rows.h"
 #include "multilora/compose/registry.h"
 #include "multilora/lora/adapter_set.h"
 #include "multilora/models/unet.h"
@@ -112,28 +113,23 @@ CmloraMethod::CmloraMethod(const MethodSetup& setup)
 }
 
 at::Tensor CmloraMethod::run_group(const StepContext& ctx, const std::vector<int>& loras, bool full) {
-    const int64_t n = ctx.scaled_latents.size(0);
-    const bool cfg = ctx.guidance_scale > 1.0;
-    const int64_t per_lora = cfg ? 2 * n : n;
-    const int64_t count = static_cast<int64_t>(loras.size());
-    at::Tensor text = cfg ? at::cat({ctx.prompts.uncond.expand({n, -1, -1}), ctx.prompts.cond.expand({n, -1, -1})}, 0)
-                          : ctx.prompts.cond.expand({n, -1, -1});
-    at::Tensor one = cfg ? at::cat({ctx.scaled_latents, ctx.scaled_latents}, 0) : ctx.scaled_latents;
-    std::vector<std::vector<int>> rows;
+    std::vector<int> slots;
     std::vector<at::Tensor> deep_in;
     for (int l : loras) {
-        for (int64_t r = 0; r < per_lora; ++r) rows.push_back({slots_[order_[l]]});
+        slots.push_back(slots_[order_[l]]);
         if (!full) deep_in.push_back(caches_[l]);
     }
-    adapters_->activate_unet_rows(rows);
-    at::Tensor input = one.repeat({count, 1, 1, 1}), context = text.repeat({count, 1, 1});
+    const LoraRowBatch b = lora_row_batch(ctx, slots);
+    adapters_->activate_unet_rows(b.row_slots);
     at::Tensor eps, deep;
-    if (full) eps = model_.unet.forward(input, ctx.timestep, context, &deep);
-    else eps = model_.unet.forward_shallow(input, ctx.timestep, context, at::cat(deep_in, 0));
+    if (full) eps = model_.unet.forward(b.input, ctx.timestep, b.context, &deep);
+    else eps = model_.unet.forward_shallow(b.input, ctx.timestep, b.context, at::cat(deep_in, 0));
     adapters_->activate_unet({});
+    const int64_t count = static_cast<int64_t>(loras.size());
     if (full)
-        for (int64_t i = 0; i < count; ++i) caches_[loras[i]] = deep.narrow(0, i * per_lora, per_lora);
-    return eps.view({count, per_lora, one.size(1), one.size(2), one.size(3)});
+        for (int64_t i = 0; i < count; ++i) caches_[loras[i]] = deep.narrow(0, i * b.rows_per_lora, b.rows_per_lora);
+    const auto& s = ctx.scaled_latents.sizes();
+    return eps.view({count, b.rows_per_lora, s[1], s[2], s[3]});
 }
 
 at::Tensor CmloraMethod::predict(const StepContext& ctx) {

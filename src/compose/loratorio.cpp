@@ -164,21 +164,16 @@ void LoratorioMethod::lay_out_rows(const StepContext& ctx, int64_t n, bool cfg, 
                                    at::Tensor& context) {
     const int64_t groups = 1 + static_cast<int64_t>(slots_.size());
     const int64_t per_group = cfg ? 2 * n : n;
-    auto texts = [&](const text::EncodedPrompts& p) {
-        at::Tensor cond = p.cond.expand({n, -1, -1});
-        return cfg ? at::cat({p.uncond.expand({n, -1, -1}), cond}, 0) : cond;
-    };
-    at::Tensor lora_text = texts(ctx.prompts);
-    std::vector<at::Tensor> contexts{texts(base_prompts_)};
+    const at::Tensor lora_text = cfg_context(ctx.prompts, ctx);
+    std::vector<at::Tensor> contexts{cfg_context(base_prompts_, ctx)};
     std::vector<std::vector<int>> rows(per_group);  // the base group: no adapter
     for (size_t i = 0; i < slots_.size(); ++i) {
         const int slot = slots_[i];
-        contexts.push_back(each_text_ ? texts(lora_prompts_[i]) : lora_text);
+        contexts.push_back(each_text_ ? cfg_context(lora_prompts_[i], ctx) : lora_text);
         for (int64_t r = 0; r < per_group; ++r) rows.push_back({slot});
     }
     adapters_->activate_unet_rows(rows);
-    at::Tensor one = cfg ? at::cat({ctx.scaled_latents, ctx.scaled_latents}, 0) : ctx.scaled_latents;
-    input = one.repeat({groups, 1, 1, 1});
+    input = cfg_latents(ctx).repeat({groups, 1, 1, 1});
     context = at::cat(contexts, 0);
 }
 

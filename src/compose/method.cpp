@@ -10,16 +10,21 @@
 
 namespace multilora::compose {
 
-at::Tensor cfg_predict(models::UNet2DConditionModelImpl& unet, const StepContext& ctx) {
+at::Tensor cfg_latents(const StepContext& ctx) {
+    if (ctx.guidance_scale <= 1.0) return ctx.scaled_latents;
+    return at::cat({ctx.scaled_latents, ctx.scaled_latents}, 0);
+}
+
+at::Tensor cfg_context(const text::EncodedPrompts& prompts, const StepContext& ctx) {
     const int64_t n = ctx.scaled_latents.size(0);
-    if (ctx.guidance_scale <= 1.0) {
-        // diffusers skips the unconditional branch when guidance is off.
-        at::Tensor cond = ctx.prompts.cond.expand({n, -1, -1});
-        return unet.forward(ctx.scaled_latents, ctx.timestep, cond);
-    }
-    at::Tensor context = at::cat({ctx.prompts.uncond.expand({n, -1, -1}), ctx.prompts.cond.expand({n, -1, -1})}, 0);
-    at::Tensor input = at::cat({ctx.scaled_latents, ctx.scaled_latents}, 0);
-    at::Tensor eps = unet.forward(input, ctx.timestep, context);
+    at::Tensor cond = prompts.cond.expand({n, -1, -1});
+    if (ctx.guidance_scale <= 1.0) return cond;
+    return at::cat({prompts.uncond.expand({n, -1, -1}), cond}, 0);
+}
+
+at::Tensor cfg_predict(models::UNet2DConditionModelImpl& unet, const StepContext& ctx) {
+    at::Tensor eps = unet.forward(cfg_latents(ctx), ctx.timestep, cfg_context(ctx.prompts, ctx));
+    if (ctx.guidance_scale <= 1.0) return eps;
     auto halves = eps.chunk(2, 0);
     return halves[0] + ctx.guidance_scale * (halves[1] - halves[0]);
 }

@@ -74,6 +74,11 @@ public:
     virtual nlohmann::json record() const = 0;
 };
 
+// The rows of one model's prediction: the latents and prompt embeddings as [∅ ×n, c ×n] (only the c rows
+// when guidance_scale <= 1, as diffusers skips the other branch).
+at::Tensor cfg_latents(const StepContext& ctx);
+at::Tensor cfg_context(const text::EncodedPrompts& prompts, const StepContext& ctx);
+
 // The plain classifier-free-guided prediction: one UNet call on the batched [uncond × n, cond × n] rows
 // (only the conditional rows when guidance_scale <= 1, as diffusers skips the other branch).
 at::Tensor cfg_predict(models::UNet2DConditionModelImpl& unet, const StepContext& ctx);
