@@ -405,10 +405,8 @@ void read_generation_settings(ConfigReader& r, BatchConfig& c) {
 void check_method_bounds(ConfigReader& r, const BatchConfig& c) {
     for (size_t i = 0; i < c.methods.size(); ++i) {
         const compose::MethodInfo* info = compose::registry().find(c.methods[i]);
-        if (!info || info->min_loras == 0 || c.ks.empty()) continue;
-        bool any = false;
-        for (int k : c.ks) any = any || (k >= info->min_loras && (info->max_loras == 0 || k <= info->max_loras));
-        if (any) continue;
+        if (!info || c.ks.empty() || std::any_of(c.ks.begin(), c.ks.end(), [&](int k) { return info->takes(k); }))
+            continue;
         const std::string lo = std::to_string(info->min_loras), hi = std::to_string(info->max_loras);
         const std::string range = info->max_loras == info->min_loras ? "exactly " + lo
                                   : info->max_loras == 0             ? "at least " + lo

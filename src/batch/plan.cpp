@@ -41,13 +41,6 @@ bool parse_int(const std::string& s, long long& out) {
     return true;
 }
 
-// Whether the method composes k LoRAs (its registered bounds).
-bool method_takes(const std::string& method, int k) {
-    const compose::MethodInfo* info = compose::registry().find(method);
-    if (!info || method == "none") return true;
-    return k >= info->min_loras && (info->max_loras == 0 || k <= info->max_loras);
-}
-
 std::string env(const char* name) {
     const char* v = std::getenv(name);
     return v ? std::string(v) : std::string();
@@ -118,7 +111,8 @@ BatchPlan make_plan(const BatchConfig& c) {
             const size_t set_pos = plan.sets.size();
             for (uint64_t seed : c.seeds)
                 for (const auto& method : c.methods) {
-                    if (!method_takes(method, k)) continue;  // e.g. K-LoRA, defined for k = 2 only
+                    const compose::MethodInfo* info = compose::registry().find(method);
+                    if (info && !info->takes(k)) continue;  // e.g. K-LoRA, defined for k = 2 only
                     PlanImage im;
                     im.set = set_pos;
                     im.k = k;

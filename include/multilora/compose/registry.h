@@ -30,6 +30,9 @@ struct MethodInfo {
     std::function<int(int k, const MethodArgs& args)> period_steps;
     std::vector<int> bench_k;  // the k values `bench` measures by default (empty: not benchmarked)
     bool weight_schedules = false;  // honours --lora FILE:W@F,... weight schedules (lora/weight_schedule.h)
+
+    // Whether the method composes k LoRAs (min_loras..max_loras; "none" takes any set and ignores it).
+    bool takes(int k) const { return min_loras == 0 || (k >= min_loras && (max_loras == 0 || k <= max_loras)); }
 };
 
 using MethodFactory = std::function<std::unique_ptr<CompositionMethod>(const MethodSetup&)>;
