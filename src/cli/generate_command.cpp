@@ -61,10 +61,8 @@ std::vector<std::vector<std::string>> trigger_lists(const std::vector<std::strin
     std::vector<std::vector<std::string>> lists;
     for (const auto& t : texts) {
         std::vector<std::string> words;
-        for (std::string w : split(t, ',')) {
-            const size_t a = w.find_first_not_of(' '), b = w.find_last_not_of(' ');
-            if (a != std::string::npos) words.push_back(w.substr(a, b - a + 1));
-        }
+        for (const std::string& w : split(t, ','))
+            if (std::string word = trim(w, " "); !word.empty()) words.push_back(word);
         lists.push_back(words);
     }
     return lists;

@@ -19,15 +19,6 @@ std::string regex_escape(const std::string& text) {
     return std::regex_replace(text, special, R"(\$&)");
 }
 
-std::string trim(const std::string& s, const std::string& chars) {
-    const size_t a = s.find_first_not_of(chars);
-    if (a == std::string::npos) return "";
-    const size_t b = s.find_last_not_of(chars);
-    return s.substr(a, b - a + 1);
-}
-
-const char* kSpace = " \t\n\r\f\v";
-
 // E(x): the mean over the 77 positions of the last hidden state, [D].
 at::Tensor mean_embedding(const ModelParts& model, const std::string& text) {
     text::EncodedPrompts e = text::encode_prompts(model.tokenizer, model.text_encoder, text, "",
@@ -42,8 +33,8 @@ std::string strip_triggers(const std::string& prompt, const std::vector<std::str
     for (const auto& t : triggers)
         s = std::regex_replace(s, std::regex("\\b" + regex_escape(t) + "\\b", std::regex::icase), "");
     s = std::regex_replace(s, std::regex(R"(\s*,\s*,\s*)"), ", ");
-    s = trim(std::regex_replace(s, std::regex(R"(\s+)"), " "), kSpace);
-    return trim(trim(s, ","), kSpace);
+    s = trim(std::regex_replace(s, std::regex(R"(\s+)"), " "));
+    return trim(trim(s, ","));
 }
 
 std::vector<double> normalized(std::vector<double> v) {

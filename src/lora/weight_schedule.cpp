@@ -50,16 +50,11 @@ WeightSchedule parse_weight_schedule(const std::string& text, const std::string&
             throw UsageError(where + ": unknown interpolation \"" + mode + "\" (choose step or linear)");
         keys = text.substr(0, colon);
     }
-    size_t start = 0;
-    while (start <= keys.size()) {
-        const auto comma = keys.find(',', start);
-        const std::string one = keys.substr(start, comma == std::string::npos ? std::string::npos : comma - start);
+    for (const std::string& one : split(keys, ',')) {
         s.keys.push_back(parse_keyframe(one, where));
         if (s.keys.size() > 1 && !(s.keys.back().at > s.keys[s.keys.size() - 2].at))
             throw UsageError(where + ": keyframe fractions must increase (" + one + " follows " +
                              number_text(s.keys[s.keys.size() - 2].at) + ")");
-        if (comma == std::string::npos) break;
-        start = comma + 1;
     }
     return s;
 }

@@ -59,4 +59,10 @@ std::vector<std::string> split(std::string_view s, char sep) {
     }
 }
 
+std::string trim(std::string_view s, std::string_view chars) {
+    const size_t a = s.find_first_not_of(chars);
+    if (a == std::string_view::npos) return "";
+    return std::string(s.substr(a, s.find_last_not_of(chars) - a + 1));
+}
+
 }  // namespace multilora

@@ -27,6 +27,9 @@ std::string join(const Container& parts, std::string_view sep) {
 // "a.b..c" -> {"a", "b", "", "c"}.
 std::vector<std::string> split(std::string_view s, char sep);
 
+// `s` without the leading and trailing characters in `chars` (whitespace by default).
+std::string trim(std::string_view s, std::string_view chars = " \t\n\r\f\v");
+
 // "[2, 4, 64, 64]"
 std::string shape_str(const std::vector<int64_t>& shape);
 
