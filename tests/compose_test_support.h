@@ -51,15 +51,26 @@ inline pipeline::GenerationRequest small_request() {
     return r;
 }
 
-inline std::unique_ptr<compose::CompositionMethod> make_method(pipeline::StableDiffusionModel& model, lora::AdapterSet* adapters,
-                                                        const std::string& method,
-                                                        const std::vector<std::string>& args = {}) {
+// The method's defaults with NAME=VALUE `args` applied.
+inline compose::MethodArgs method_args(const std::string& method, const std::vector<std::string>& args) {
     compose::MethodArgs a = compose::default_args(method);
     for (const auto& text : args) {
         auto [k, v] = compose::split_assignment(text, "test");
         a.set_text(k, v, "test");
     }
-    return compose::registry().create(method, {pipeline::model_parts(model), adapters, {}, a});
+    return a;
+}
+
+inline pipeline::GenerationRequest eight_steps() {
+    pipeline::GenerationRequest r = small_request();
+    r.steps = 8;
+    return r;
+}
+
+inline std::unique_ptr<compose::CompositionMethod> make_method(pipeline::StableDiffusionModel& model, lora::AdapterSet* adapters,
+                                                        const std::string& method,
+                                                        const std::vector<std::string>& args = {}) {
+    return compose::registry().create(method, {pipeline::model_parts(model), adapters, {}, method_args(method, args)});
 }
 
 inline at::Tensor run(pipeline::StableDiffusionModel& model, lora::AdapterSet* adapters, const std::string& method,
@@ -101,6 +112,26 @@ inline std::unique_ptr<lora::AdapterSet> attach(pipeline::StableDiffusionModel& 
                                          double scale = 0.8) {
     return std::make_unique<lora::AdapterSet>(*m.unet, *m.text_encoder, m.unet->config().to_json(), s, scale, m.dtype,
                                               m.device);
+}
+
+struct MethodRun {
+    at::Tensor latents;
+    nlohmann::json record;  // the method's record()
+};
+
+// Attaches `s` (LoRA scale 0.8), builds `method` with NAME=VALUE `args`, trigger words and categories, and
+// generates `request`.
+inline MethodRun run_method(pipeline::StableDiffusionModel& model, const std::vector<lora::LoraSpec>& s,
+                            const std::string& method, const std::vector<std::string>& args = {},
+                            const pipeline::GenerationRequest& request = small_request(),
+                            const std::vector<std::vector<std::string>>& triggers = {},
+                            const std::vector<std::string>& categories = {}) {
+    auto ad = attach(model, s);
+    auto m = compose::registry().create(
+        method, {pipeline::model_parts(model), ad.get(), {}, method_args(method, args), triggers, categories});
+    MethodRun r{pipeline::generate(model, request, m.get()).latents, nlohmann::json()};
+    r.record = m->record();
+    return r;
 }
 
 }  // namespace multilora::compose_test

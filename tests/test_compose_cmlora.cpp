@@ -85,18 +85,9 @@ namespace {
 at::Tensor cmlora_run(pipeline::StableDiffusionModel& model, const std::vector<lora::LoraSpec>& s,
                       const std::vector<std::string>& args, const std::vector<std::string>& categories = {},
                       nlohmann::json* record = nullptr) {
-    auto ad = attach(model, s);
-    compose::MethodArgs a = compose::default_args("cmlora");
-    for (const auto& text : args) {
-        auto [k, v] = compose::split_assignment(text, "test");
-        a.set_text(k, v, "test");
-    }
-    auto m = compose::registry().create("cmlora", {pipeline::model_parts(model), ad.get(), {}, a, {}, categories});
-    pipeline::GenerationRequest r = small_request();
-    r.steps = 8;
-    at::Tensor latents = pipeline::generate(model, r, m.get()).latents;
-    if (record) *record = m->record();
-    return latents;
+    MethodRun r = run_method(model, s, "cmlora", args, eight_steps(), {}, categories);
+    if (record) *record = r.record;
+    return r.latents;
 }
 
 }  // namespace

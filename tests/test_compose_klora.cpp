@@ -68,18 +68,9 @@ TEST(Klora, ProjectionsInExecutionOrder) {
 
 namespace {
 
-struct KloraRun {
-    at::Tensor latents;
-    nlohmann::json record;
-};
-
-KloraRun klora_run(pipeline::StableDiffusionModel& model, const std::vector<lora::LoraSpec>& s,
-                   const std::vector<std::string>& args) {
-    auto ad = attach(model, s);
-    auto method = make_method(model, ad.get(), "klora", args);
-    KloraRun r{pipeline::generate(model, small_request(), method.get()).latents, nlohmann::json()};
-    r.record = method->record();
-    return r;
+MethodRun klora_run(pipeline::StableDiffusionModel& model, const std::vector<lora::LoraSpec>& s,
+                    const std::vector<std::string>& args) {
+    return run_method(model, s, "klora", args);
 }
 
 // The text encoder on base weights and, in the UNet, `slot`'s raw up·down in every attention projection.
@@ -115,8 +106,8 @@ TEST(Klora, RefusesAnythingButTwoLoras) {
 TEST(Klora, AlwaysStyleOrAlwaysContentEqualsTheDirectChoice) {
     auto model = load_tiny();
     const auto pair = specs({0, 1});
-    const KloraRun style = klora_run(model, pair, {"pattern=linear", "beta=100"});
-    const KloraRun content = klora_run(model, pair, {"pattern=linear", "alpha=0", "beta=0"});
+    const MethodRun style = klora_run(model, pair, {"pattern=linear", "beta=100"});
+    const MethodRun content = klora_run(model, pair, {"pattern=linear", "alpha=0", "beta=0"});
     const int hooked = style.record["hooked_layers"];
     EXPECT_GT(hooked, 0);
     EXPECT_EQ(style.record["content_layers_per_step"], nlohmann::json::parse("[0,0,0,0]"));
@@ -125,7 +116,7 @@ TEST(Klora, AlwaysStyleOrAlwaysContentEqualsTheDirectChoice) {
     EXPECT_LT(rel_err(content.latents, direct_choice(model, pair, 0)), 1e-6);
     EXPECT_GT(rel_err(style.latents, content.latents), 1e-4);
     // Raw strength ignores the spec weight (the reference applies up·down as it is).
-    const KloraRun half = klora_run(model, specs({0, 1}, 0.5), {"pattern=linear", "beta=100"});
+    const MethodRun half = klora_run(model, specs({0, 1}, 0.5), {"pattern=linear", "beta=100"});
     EXPECT_LT(rel_err(half.latents, style.latents), 1e-6);
     EXPECT_GT(rel_err(klora_run(model, specs({0, 1}, 0.5), {"pattern=linear", "beta=100", "strength=scaled"}).latents,
                       style.latents),
@@ -134,7 +125,7 @@ TEST(Klora, AlwaysStyleOrAlwaysContentEqualsTheDirectChoice) {
 
 TEST(Klora, TheDefaultsRecordAChoicePerStep) {
     auto model = load_tiny();
-    const KloraRun r = klora_run(model, specs({0, 1}), {});
+    const MethodRun r = klora_run(model, specs({0, 1}), {});
     EXPECT_EQ(r.record["pattern"], "wrapped");
     EXPECT_DOUBLE_EQ(r.record["beta"].get<double>(), 1.275);
     EXPECT_EQ(r.record["content_layers_per_step"].size(), 4u);

@@ -82,11 +82,9 @@ namespace {
 
 at::Tensor loratorio_run(pipeline::StableDiffusionModel& model, const std::vector<lora::LoraSpec>& s,
                          const std::vector<std::string>& args, nlohmann::json* record = nullptr) {
-    auto ad = attach(model, s);
-    auto method = make_method(model, ad.get(), "loratorio", args);
-    at::Tensor latents = pipeline::generate(model, small_request(), method.get()).latents;
-    if (record) *record = method->record();
-    return latents;
+    MethodRun r = run_method(model, s, "loratorio", args);
+    if (record) *record = r.record;
+    return r.latents;
 }
 
 at::Tensor composite_run(pipeline::StableDiffusionModel& model, const std::vector<lora::LoraSpec>& s) {

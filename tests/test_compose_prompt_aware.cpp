@@ -87,18 +87,9 @@ namespace {
 at::Tensor method_run(pipeline::StableDiffusionModel& model, const std::vector<lora::LoraSpec>& s,
                       const std::string& method, const std::vector<std::string>& args,
                       const std::vector<std::vector<std::string>>& triggers, nlohmann::json* record = nullptr) {
-    auto ad = attach(model, s);
-    compose::MethodArgs a = compose::default_args(method);
-    for (const auto& text : args) {
-        auto [k, v] = compose::split_assignment(text, "test");
-        a.set_text(k, v, "test");
-    }
-    auto m = compose::registry().create(method, {pipeline::model_parts(model), ad.get(), {}, a, triggers});
-    pipeline::GenerationRequest r = small_request();
-    r.steps = 8;
-    at::Tensor latents = pipeline::generate(model, r, m.get()).latents;
-    if (record) *record = m->record();
-    return latents;
+    MethodRun r = run_method(model, s, method, args, eight_steps(), triggers);
+    if (record) *record = r.record;
+    return r.latents;
 }
 
 }  // namespace

@@ -76,26 +76,17 @@ TEST(WeightSchedule, StepAndLinearRulesByHand) {
 
 namespace {
 
-pipeline::GenerationRequest eight_steps() {
-    pipeline::GenerationRequest r = small_request();
-    r.steps = 8;
-    return r;
-}
-
 at::Tensor merge_run(pipeline::StableDiffusionModel& model, const std::vector<lora::LoraSpec>& s,
                      pipeline::GenerationRequest request = eight_steps(), nlohmann::json* record = nullptr) {
-    auto ad = attach(model, s);
-    auto method = make_method(model, ad.get(), "merge");
-    at::Tensor latents = pipeline::generate(model, request, method.get()).latents;
-    if (record) *record = method->record();
-    return latents;
+    MethodRun r = run_method(model, s, "merge", {}, request);
+    if (record) *record = r.record;
+    return r.latents;
 }
 
 at::Tensor switch_run(pipeline::StableDiffusionModel& model, std::initializer_list<int> which, int tau,
                       const std::string& schedule) {
-    auto ad = attach(model, specs(which));
-    auto method = make_method(model, ad.get(), "switch", {"tau=" + std::to_string(tau), "schedule=" + schedule});
-    return pipeline::generate(model, eight_steps(), method.get()).latents;
+    return run_method(model, specs(which), "switch", {"tau=" + std::to_string(tau), "schedule=" + schedule}, eight_steps())
+        .latents;
 }
 
 }  // namespace
