@@ -2,7 +2,8 @@
 """Fails when a folder of src/ or include/multilora/ includes a header from a layer above it, or when the
 include graph between folders has a cycle. The layers (docs/architecture.md), lowest first:
 
-  1 util   2 io   3 models, sampling   4 text   5 lora   6 compose   7 pipeline   8 batch, bench, eval   9 cli
+  1 util   2 io   3 models, sampling   4 text   5 lora   6 compose   7 pipeline   8 batch, bench, eval, train, world
+  9 cli
 
 Only `#include "multilora/FOLDER/..."` lines count (and, in src/cli, its own "cli/..." headers). Prints each
 offending line as FILE:LINE: A (layer i) includes B (layer j); exit 1 on any, else 0 with a summary."""
@@ -11,7 +12,7 @@ import re
 import sys
 
 LAYERS = {"util": 1, "io": 2, "models": 3, "sampling": 3, "text": 4, "lora": 5, "compose": 6,
-          "pipeline": 7, "batch": 8, "bench": 8, "eval": 8, "cli": 9}
+          "pipeline": 7, "batch": 8, "bench": 8, "eval": 8, "train": 8, "world": 8, "cli": 9}
 INCLUDE = re.compile(r'^\s*#\s*include\s+"(?:multilora/)?([a-z_]+)/[^"]+"')
 
 

@@ -45,6 +45,8 @@ int run(int argc, char** argv) {
     reg(add_bench_command);
     reg(add_make_random_model_command);
     reg(add_batch_command);
+    reg(add_train_lora_command);
+    reg(add_make_world_command);
 
     try {
         app.parse(argc, argv);

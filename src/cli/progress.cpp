@@ -36,13 +36,13 @@ void StepProgress::update(int step, int total, double step_seconds) {
     const double per_it = elapsed_ / done;
     const double eta = per_it * (total - done);
     if (tty_) {
-        std::fprintf(stderr, "\r%s [%s] %d/%d  %.2f s/it  ETA %s ", label_.c_str(), progress_bar(done, total, 30).c_str(), done, total, per_it,
-                     format_duration(eta).c_str());
+        std::fprintf(stderr, "\r%s [%s] %d/%d  %.2f s/it  ETA %s %s", label_.c_str(), progress_bar(done, total, 30).c_str(), done,
+                     total, per_it, format_duration(eta).c_str(), detail_.c_str());
         open_line_ = true;
         if (done == total) finish();
     } else {
-        std::fprintf(stderr, "%s step %d/%d  %.2f s/it  ETA %s\n", label_.c_str(), done, total, per_it,
-                     format_duration(eta).c_str());
+        std::fprintf(stderr, "%s step %d/%d  %.2f s/it  ETA %s %s\n", label_.c_str(), done, total, per_it,
+                     format_duration(eta).c_str(), detail_.c_str());
     }
     std::fflush(stderr);
 }

@@ -11,10 +11,13 @@ public:
     explicit StepProgress(std::string label, bool enabled = true);
     ~StepProgress();
     void update(int step, int total, double step_seconds);
+    // Text shown after the ETA from the next update on (e.g. "loss 0.1234").
+    void set_detail(std::string detail) { detail_ = std::move(detail); }
     void finish();
 
 private:
     std::string label_;
+    std::string detail_;
     bool enabled_;
     bool tty_;
     bool open_line_ = false;

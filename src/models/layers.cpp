@@ -9,6 +9,8 @@
 
 namespace multilora::models {
 
+bool records_grad(const at::Tensor& t) { return t.requires_grad() && at::GradMode::is_enabled(); }
+
 // ---------------------------------------------------------------- Linear / Conv2d
 
 LinearImpl::LinearImpl(int64_t in_features, int64_t out_features, bool has_bias) {
@@ -66,7 +68,9 @@ at::Tensor scaled_dot_product_attention(const at::Tensor& q, const at::Tensor& k
     const int64_t batch = q.size(0), nq = q.size(1), nk = k.size(1), width = q.size(2);
     const int64_t head_dim = width / heads;
     if (flops::enabled()) flops::add(4.0 * static_cast<double>(batch * heads) * nq * nk * head_dim);
-    if (!additive_mask && use_onednn_products(q)) {
+    // Training: autograd records plain ops only (no in-place softmax, no out= products, no chunks).
+    const bool grad = records_grad(q) || records_grad(k) || records_grad(v);
+    if (!additive_mask && !grad && use_onednn_products(q)) {
         at::Tensor out = at::empty({batch, nq, width}, q.options());
         for (int64_t b = 0; b < batch; ++b)
             grouped_attention(q.select(0, b), k.select(0, b), v.select(0, b), heads, scale,
@@ -82,7 +86,7 @@ at::Tensor scaled_dot_product_attention(const at::Tensor& q, const at::Tensor& k
     // Scores are alpha * bmm(q, kᵀ): libtorch 1.13's baddbmm(beta=0) can return NaN on tiny problems.
     const int64_t rows_per_chunk = std::max<int64_t>(1, g_attention_chunk_elements / std::max<int64_t>(1, batch * heads * nk));
     at::Tensor out;
-    if (rows_per_chunk >= nq) {
+    if (grad || rows_per_chunk >= nq) {
         at::Tensor scores = at::bmm(qh, kt).mul_(scale);
         if (additive_mask) scores.add_(*additive_mask);
         out = at::bmm(scores.softmax(-1), vh);
@@ -134,6 +138,7 @@ at::Tensor FeedForwardImpl::forward(const at::Tensor& x) {
     auto halves = projected.chunk(2, -1);
     // gelu on a contiguous copy of the gate, then the product in place: elementwise kernels on the strided
     // halves ran 3x slower (measured 29 ms against 9 ms at 2x4096x1280).
+    if (records_grad(projected)) return out->forward(at::gelu(halves[1]) * halves[0]);
     at::Tensor gated = halves[1].contiguous();
     at::gelu_(gated).mul_(halves[0]);
     return out->forward(gated);
@@ -209,13 +214,14 @@ ResnetBlock2DImpl::ResnetBlock2DImpl(int64_t in_channels, int64_t out_channels, 
 at::Tensor ResnetBlock2DImpl::forward(const at::Tensor& x, const at::Tensor* temb_silu) {
     // silu_ in place on the fresh norm outputs: one full-resolution temporary less per resnet.
     at::Tensor h = norm1->forward(x);
-    h = conv1->forward(at::silu_(h));
+    const bool grad = records_grad(h);  // silu's backward needs its input: keep it for autograd
+    h = conv1->forward(grad ? at::silu(h) : at::silu_(h));
     if (temb_silu && !time_emb_proj.is_empty()) {
         at::Tensor t = time_emb_proj->forward(*temb_silu);
         h.add_(t.unsqueeze(-1).unsqueeze(-1));
     }
     h = norm2->forward(h);
-    h = conv2->forward(at::silu_(h));
+    h = conv2->forward(grad || records_grad(h) ? at::silu(h) : at::silu_(h));
     at::Tensor shortcut = conv_shortcut.is_empty() ? x : conv_shortcut->forward(x);
     return h.add_(shortcut);
 }

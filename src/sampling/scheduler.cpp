@@ -3,6 +3,7 @@
 #include <nlohmann/json.hpp>
 
 #include "multilora/util/error.h"
+#include "sampling/schedule_common.h"
 #include "sampling/scheduler_impls.h"
 
 namespace multilora::sampling {
@@ -44,6 +45,13 @@ std::unique_ptr<Scheduler> make_scheduler(const std::string& name, const nlohman
     std::string choices;
     for (const auto& n : scheduler_names()) choices += (choices.empty() ? "" : ", ") + n;
     throw UsageError("unknown scheduler '" + name + "'; valid choices: " + choices);
+}
+
+at::Tensor training_alphas_cumprod(const nlohmann::json& config) {
+    const nlohmann::json ddpm_defaults = {{"num_train_timesteps", 1000}, {"beta_start", 0.0001},
+                                          {"beta_end", 0.02},           {"beta_schedule", "linear"},
+                                          {"trained_betas", nullptr},   {"rescale_betas_zero_snr", false}};
+    return detail::make_noise_table(detail::resolve_config(config, ddpm_defaults), false).alphas_cumprod;
 }
 
 }  // namespace multilora::sampling

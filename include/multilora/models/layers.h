@@ -16,6 +16,10 @@
 
 namespace multilora::models {
 
+// True when autograd records operations on `t` (it requires grad and grad mode is on). Layers then take
+// differentiable routes: no in-place activations, no in-place softmax or out= products (training).
+bool records_grad(const at::Tensor& t);
+
 // y = x Wᵀ + b, with an optional adapter beside the base weight (models/weight_adapter.h).
 class LinearImpl : public torch::nn::Module {
 public:

@@ -59,6 +59,8 @@ public:
     // Image in [-1, 1] -> the latent distribution's mean (not yet multiplied by scaling_factor).
     at::Tensor encode_mean(const at::Tensor& image);
     const VaeConfig& config() const { return cfg_; }
+    // Set after training a VAE: 1 / std of its latents (SD1.5's is 0.18215).
+    void set_scaling_factor(double factor) { cfg_.scaling_factor = factor; }
 
     VaeEncoder encoder{nullptr};
     VaeDecoder decoder{nullptr};

@@ -73,4 +73,9 @@ const std::vector<std::string>& scheduler_names();
 //   ddim             DDIMScheduler (eta = 0, as the pipeline's default)
 std::unique_ptr<Scheduler> make_scheduler(const std::string& name, const nlohmann::json& config);
 
+// The training noise table's alphas_cumprod ([num_train_timesteps] float32) for a scheduler config, as
+// diffusers' DDPMScheduler builds it for training's add_noise (its defaults fill the keys a config lacks;
+// zero-SNR rescaling applies when the config asks for it). Throws UsageError like make_scheduler.
+at::Tensor training_alphas_cumprod(const nlohmann::json& config);
+
 }  // namespace multilora::sampling

@@ -1,0 +1,36 @@
+// The ε-prediction objective Stable Diffusion was trained with: x_t = √ᾱ_t·x₀ + √(1 − ᾱ_t)·ε at a
+// uniformly drawn training timestep t, and the mean squared error between the UNet's prediction and ε.
+#pragma once
+
+#include <ATen/core/Tensor.h>
+
+namespace at {
+class Generator;
+}
+
+namespace multilora::models {
+class UNet2DConditionModelImpl;
+}
+
+namespace multilora::train {
+
+class DiffusionObjective {
+public:
+    // `alphas_cumprod`: the scheduler's training table (sampling::training_alphas_cumprod).
+    explicit DiffusionObjective(at::Tensor alphas_cumprod);
+
+    // diffusers' DDPMScheduler.add_noise: √ᾱ_t·x₀ + √(1 − ᾱ_t)·ε, per batch row.
+    at::Tensor add_noise(const at::Tensor& x0, const at::Tensor& noise, const at::Tensor& timesteps) const;
+
+    // One batch's loss. Timesteps and noise are drawn from `generator` (timesteps first, then noise), so
+    // a run reseeded per step replays exactly.
+    at::Tensor loss(models::UNet2DConditionModelImpl& unet, const at::Tensor& latents, const at::Tensor& context,
+                    at::Generator& generator) const;
+
+    int64_t num_timesteps() const { return alphas_cumprod_.size(0); }
+
+private:
+    at::Tensor alphas_cumprod_;
+};
+
+}  // namespace multilora::train

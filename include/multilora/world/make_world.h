@@ -1,0 +1,50 @@
+// `multilora make-world`: the trained world, built from a seed. Renders its scenes, trains the VAE, the
+// UNet (the text encoder stays at its seeded weights) and one LoRA per concept, and writes:
+//   OUT/world-sd15.safetensors   the model (LDM single file, float16, configs in the metadata)
+//   OUT/loras/<id>.safetensors   one kohya LoRA per concept (ids as in ComposLoRA: character_1, ...)
+//   OUT/world_lora_info.json     ComposLoRA's {category: [{id, name, trigger[], url}]} file
+//   OUT/training.json            per-phase settings, losses and seconds
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "multilora/world/world_training.h"
+
+namespace multilora::world {
+
+struct MakeWorldOptions {
+    std::string out = "models/world";
+    uint64_t seed = 7;
+    bool quick = false;  // a smoke build: every phase runs a few steps on little data (about a minute)
+};
+
+struct WorldPlan {
+    VaeTraining vae;
+    UnetTraining unet;
+    int lora_steps = 400, lora_batch = 8, lora_images = 64, lora_rank = 8;
+    double lora_lr = 1e-3;
+};
+WorldPlan world_plan(const MakeWorldOptions& options);
+
+struct MakeWorldResult {
+    std::string model, lora_info, training_json;
+    std::vector<std::string> loras;
+    std::map<std::string, std::vector<double>> losses;  // by phase: "vae", "unet", concept ids
+    std::map<std::string, double> seconds;              // by phase
+};
+
+MakeWorldResult make_world(const MakeWorldOptions& options, const PhaseCallback& on_step);
+
+// OUT/README.md: what each concept looks like, the training settings, the seed, the build time, the pictures
+// (evidence.h) and the SHA-256 of every file make-world wrote.
+void write_world_readme(const MakeWorldOptions& options, const MakeWorldResult& result, const std::vector<std::string>& pictures);
+
+// The world's lora_info (ComposLoRA's format) as JSON.
+nlohmann::json world_lora_info();
+
+}  // namespace multilora::world

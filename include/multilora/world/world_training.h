@@ -1,0 +1,57 @@
+// Training the world's model parts from rendered scenes: the VAE (reconstruction + KL) and the UNet
+// (ε-prediction with caption dropout for classifier-free guidance). Each step renders or picks its batch
+// from a generator seeded by the step, so a run is the same on every machine.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <string>
+#include <vector>
+
+#include <ATen/core/Tensor.h>
+
+#include "multilora/bench/tiny_model.h"
+#include "multilora/world/scene.h"
+
+namespace multilora::models {
+class AutoencoderKLImpl;
+class UNet2DConditionModelImpl;
+}  // namespace multilora::models
+
+namespace multilora::world {
+
+// The world's SD1.5-architecture sizes: 128x128 images, 16x16x4 latents; UNet (64, 128, 128) with one
+// layer per block; VAE (32, 64, 64, 64); CLIP hidden 64, 2 layers, the full vocabulary.
+bench::TinyModelConfigs world_configs();
+
+struct PhaseStatus {
+    std::string phase;  // "vae", "unet", a concept id
+    int step = 0, total = 0;
+    double loss = 0, step_seconds = 0;
+};
+using PhaseCallback = std::function<void(const PhaseStatus&)>;
+
+// Scenes as a [n, 3, size, size] tensor in [-1, 1], scene i sampled from seeds[i] with `choice`.
+at::Tensor render_batch(const std::vector<uint64_t>& seeds, const ConceptChoice& choice, int size = 128);
+
+struct VaeTraining {
+    int steps = 1500, batch = 8;
+    double lr = 1e-3, kl_weight = 1e-6;
+    uint64_t seed = 1;
+};
+// Trains the VAE on fresh generic and concept scenes; returns the per-step losses. Afterwards sets the
+// VAE config's scaling_factor to 1 / std of the latents of 64 scenes (as SD's 0.18215 was chosen).
+std::vector<double> train_vae(models::AutoencoderKLImpl& vae, const VaeTraining& t, const PhaseCallback& on_step);
+
+struct UnetTraining {
+    int steps = 6000, batch = 16, dataset = 4096;
+    double lr = 4e-4, caption_dropout = 0.1;
+    uint64_t seed = 2;
+};
+// Trains the UNet on `dataset` base scenes (generic content and captions), encoded once by `vae` and
+// the frozen text encoder (`encode` maps a caption to its hidden states).
+std::vector<double> train_unet(models::UNet2DConditionModelImpl& unet, models::AutoencoderKLImpl& vae,
+                               const std::function<at::Tensor(const std::string&)>& encode,
+                               const at::Tensor& alphas_cumprod, const UnetTraining& t, const PhaseCallback& on_step);
+
+}  // namespace multilora::world

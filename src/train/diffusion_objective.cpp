@@ -1,0 +1,24 @@
+#include "multilora/train/diffusion_objective.h"
+
+#include <torch/torch.h>
+
+#include "multilora/models/unet.h"
+
+namespace multilora::train {
+
+DiffusionObjective::DiffusionObjective(at::Tensor alphas_cumprod) : alphas_cumprod_(std::move(alphas_cumprod)) {}
+
+at::Tensor DiffusionObjective::add_noise(const at::Tensor& x0, const at::Tensor& noise, const at::Tensor& t) const {
+    at::Tensor abar = alphas_cumprod_.index_select(0, t.to(at::kLong)).to(x0.options()).view({-1, 1, 1, 1});
+    return abar.sqrt() * x0 + (1 - abar).sqrt() * noise;
+}
+
+at::Tensor DiffusionObjective::loss(models::UNet2DConditionModelImpl& unet, const at::Tensor& latents,
+                                    const at::Tensor& context, at::Generator& gen) const {
+    at::Tensor t = at::randint(0, num_timesteps(), {latents.size(0)}, gen, at::TensorOptions().dtype(at::kLong));
+    at::Tensor noise = at::randn(latents.sizes(), gen, latents.options());
+    at::Tensor predicted = unet.forward(add_noise(latents, noise, t), t, context);
+    return at::mse_loss(predicted, noise);
+}
+
+}  // namespace multilora::train

@@ -1,0 +1,207 @@
+#include "multilora/world/make_world.h"
+
+#include <torch/torch.h>
+
+#include <chrono>
+#include <filesystem>
+
+#include "multilora/bench/random_model.h"
+#include "multilora/io/atomic_file.h"
+#include "multilora/io/safetensors.h"
+#include "multilora/io/sha256.h"
+#include "multilora/models/unet.h"
+#include "multilora/models/vae.h"
+#include "multilora/models/weight_loading.h"
+#include "multilora/sampling/scheduler.h"
+#include "multilora/text/clip_text_model.h"
+#include "multilora/text/clip_tokenizer.h"
+#include "multilora/text/prompt_encoding.h"
+#include "multilora/train/lora_training.h"
+
+namespace fs = std::filesystem;
+
+namespace multilora::world {
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+struct WorldModel {
+    bench::TinyModelConfigs cfg;
+    models::UNet2DConditionModel unet{nullptr};
+    models::AutoencoderKL vae{nullptr};
+    text::ClipTextModel text{nullptr};
+    std::shared_ptr<const text::ClipTokenizer> tokenizer;
+};
+
+WorldModel seeded_model(uint64_t seed) {
+    WorldModel m;
+    m.cfg = world_configs();
+    at::Generator gen = at::detail::createCPUGenerator(seed);
+    m.unet = models::UNet2DConditionModel(m.cfg.unet);
+    m.vae = models::AutoencoderKL(m.cfg.vae);
+    m.text = text::ClipTextModel(m.cfg.text);
+    bench::fill_random_weights(*m.unet, gen);
+    bench::fill_random_weights(*m.vae, gen);
+    bench::fill_random_weights(*m.text, gen);
+    m.tokenizer = text::ClipTokenizer::builtin();
+    return m;
+}
+
+std::function<at::Tensor(const std::string&)> caption_encoder(WorldModel& m) {
+    return [&m](const std::string& caption) {
+        torch::NoGradGuard no_grad;
+        return text::encode_prompts(*m.tokenizer, *m.text, caption, "", text::LongPromptMode::Truncate).cond;
+    };
+}
+
+// `images` scenes with the concept and generic content otherwise; captions name its trigger.
+train::EncodedExamples concept_examples(WorldModel& m, const Concept& c, int images, uint64_t seed) {
+    torch::NoGradGuard no_grad;
+    ConceptChoice choice = kGeneric;
+    choice[static_cast<int>(c.category)] = c.index;
+    std::vector<uint64_t> seeds;
+    for (int i = 0; i < images; ++i) seeds.push_back(seed * 7919 + static_cast<uint64_t>(i));
+    train::EncodedExamples ex;
+    const at::Tensor z = m.vae->encode_mean(render_batch(seeds, choice)).mul(m.vae->config().scaling_factor);
+    auto encode = caption_encoder(m);
+    for (int i = 0; i < images; ++i) {
+        ex.latents.push_back(z.narrow(0, i, 1));
+        ex.contexts.push_back(encode(caption(sample_scene(seeds[i], choice))));
+    }
+    return ex;
+}
+
+std::string train_concept(WorldModel& m, const Concept& c, const WorldPlan& plan, const std::string& dir,
+                          uint64_t seed, MakeWorldResult& r, const PhaseCallback& on_step) {
+    train::TrainLoraOptions o;
+    o.out = (fs::path(dir) / (c.id + ".safetensors")).string();
+    o.trigger = c.trigger;
+    o.rank = plan.lora_rank;
+    o.steps = plan.lora_steps;
+    o.batch_size = plan.lora_batch;
+    o.lr = plan.lora_lr;
+    o.targets = train::LoraTargets::AttnFF;
+    o.seed = seed;
+    o.checkpoint_every = 0;
+    o.half = true;
+    const auto examples = concept_examples(m, c, plan.lora_images, seed);
+    const auto alphas = sampling::training_alphas_cumprod(sampling::sd15_scheduler_config());
+    auto result = train::train_lora_on(*m.unet, alphas, examples, o, [&](const train::TrainStatus& s) {
+        if (on_step) on_step({c.id, s.step, s.total, s.loss, s.step_seconds});
+    });
+    r.losses[c.id] = result.losses;
+    return o.out;
+}
+
+void save_model(WorldModel& m, const std::string& path, uint64_t seed) {
+    bench::TensorList ldm;
+    auto half = [](bench::TensorList t) {
+        for (auto& [name, tensor] : t) tensor = tensor.detach().to(at::kHalf).contiguous();
+        return t;
+    };
+    bench::add_ldm_unet(ldm, half(models::named_tensors(*m.unet)), m.cfg.unet);
+    bench::add_ldm_vae(ldm, half(models::named_tensors(*m.vae)), m.vae->config());
+    bench::add_ldm_text(ldm, half(models::named_tensors(*m.text)));
+    bench::TinyModelConfigs cfg = m.cfg;
+    cfg.vae = m.vae->config();
+    auto meta = bench::ldm_metadata(cfg, seed);
+    meta["multilora.note"] = "the trained world, written by multilora make-world";
+    io::save_safetensors(path, ldm, meta);
+}
+
+double seconds_since(Clock::time_point t0) { return std::chrono::duration<double>(Clock::now() - t0).count(); }
+
+}  // namespace
+
+WorldPlan world_plan(const MakeWorldOptions& o) {
+    WorldPlan p;
+    p.vae.seed = o.seed * 10 + 1;
+    p.unet.seed = o.seed * 10 + 2;
+    if (o.quick) {
+        p.vae.steps = 30, p.vae.batch = 2;
+        p.unet.steps = 40, p.unet.batch = 4, p.unet.dataset = 32;
+        p.lora_steps = 4, p.lora_batch = 2, p.lora_images = 4;
+    }
+    return p;
+}
+
+nlohmann::json world_lora_info() {
+    nlohmann::json info = nlohmann::json::object();
+    for (const Concept& c : concepts())
+        info[category_name(c.category)].push_back(
+            {{"id", c.id}, {"name", c.name}, {"trigger", {c.trigger}}, {"url", ""}, {"looks", c.looks}});
+    return info;
+}
+
+MakeWorldResult make_world(const MakeWorldOptions& o, const PhaseCallback& on_step) {
+    c10::InferenceMode off(false);
+    io::ensure_writable_dir(o.out);
+    const WorldPlan plan = world_plan(o);
+    WorldModel m = seeded_model(o.seed);
+    MakeWorldResult r;
+    auto t0 = Clock::now();
+    r.losses["vae"] = train_vae(*m.vae, plan.vae, on_step);
+    r.seconds["vae"] = seconds_since(t0);
+    t0 = Clock::now();
+    const auto alphas = sampling::training_alphas_cumprod(sampling::sd15_scheduler_config());
+    r.losses["unet"] = train_unet(*m.unet, *m.vae, caption_encoder(m), alphas, plan.unet, on_step);
+    r.seconds["unet"] = seconds_since(t0);
+    r.model = (fs::path(o.out) / "world-sd15.safetensors").string();
+    save_model(m, r.model, o.seed);
+    const std::string lora_dir = (fs::path(o.out) / "loras").string();
+    fs::create_directories(lora_dir);
+    t0 = Clock::now();
+    for (const Concept& c : concepts()) r.loras.push_back(train_concept(m, c, plan, lora_dir, o.seed * 100 + c.index, r, on_step));
+    r.seconds["loras"] = seconds_since(t0);
+    r.lora_info = (fs::path(o.out) / "world_lora_info.json").string();
+    io::write_file_atomic(r.lora_info, world_lora_info().dump(4) + "\n");
+    r.training_json = (fs::path(o.out) / "training.json").string();
+    io::write_file_atomic(r.training_json, nlohmann::json{{"seed", o.seed}, {"quick", o.quick}, {"losses", r.losses},
+                                                          {"seconds", r.seconds}}.dump(1) + "\n");
+    return r;
+}
+
+namespace {
+
+std::string settings_table(const WorldPlan& p) {
+    char buf[1024];
+    std::snprintf(buf, sizeof buf,
+                  "| phase | steps | batch | lr | other |\n| --- | --- | --- | --- | --- |\n"
+                  "| VAE | %d | %d | %g | KL weight %g, fresh scenes every step |\n"
+                  "| UNet | %d | %d | %g | %d base scenes, caption dropout %g |\n"
+                  "| each LoRA | %d | %d | %g | rank %d, alpha %d, attn+ff, %d scenes of the concept |\n",
+                  p.vae.steps, p.vae.batch, p.vae.lr, p.vae.kl_weight, p.unet.steps, p.unet.batch, p.unet.lr, p.unet.dataset,
+                  p.unet.caption_dropout, p.lora_steps, p.lora_batch, p.lora_lr, p.lora_rank, p.lora_rank, p.lora_images);
+    return buf;
+}
+
+std::string concept_table() {
+    std::string t = "| id | category | trigger | looks |\n| --- | --- | --- | --- |\n";
+    for (const Concept& c : concepts())
+        t += "| `" + c.id + "` | " + category_name(c.category) + " | **" + c.trigger + "** | " + c.looks + " |\n";
+    return t;
+}
+
+}  // namespace
+
+void write_world_readme(const MakeWorldOptions& o, const MakeWorldResult& r, const std::vector<std::string>& pictures) {
+    const WorldPlan plan = world_plan(o);
+    std::string md = "# The trained world\n\nWritten by `multilora make-world --seed " + std::to_string(o.seed) +
+                     (o.quick ? " --quick" : "") + "` (docs/world.md describes the scenes and the training).\n\n";
+    char times[256];
+    std::snprintf(times, sizeof times, "Build time: VAE %.0f s, UNet %.0f s, LoRAs %.0f s (2-core CPU).\n\n", r.seconds.at("vae"),
+                  r.seconds.at("unet"), r.seconds.at("loras"));
+    md += times;
+    md += "## Concepts\n\n" + concept_table() + "\n## Training settings\n\n" + settings_table(plan);
+    md += "\n## Pictures\n\n";
+    for (const std::string& p : pictures) md += "![" + fs::path(p).stem().string() + "](" + fs::relative(p, o.out).string() + ")\n\n";
+    md += "## Files (SHA-256)\n\n";
+    std::vector<std::string> files = {r.model, r.lora_info, r.training_json};
+    files.insert(files.end(), r.loras.begin(), r.loras.end());
+    files.insert(files.end(), pictures.begin(), pictures.end());
+    for (const std::string& f : files) md += "- `" + io::sha256_file_hex(f) + "` " + fs::relative(f, o.out).string() + "\n";
+    io::write_file_atomic((fs::path(o.out) / "README.md").string(), md);
+}
+
+}  // namespace multilora::world

@@ -1,0 +1,153 @@
+#include "multilora/world/world_training.h"
+
+#include <torch/torch.h>
+
+#include <chrono>
+
+#include "multilora/models/unet.h"
+#include "multilora/models/vae.h"
+#include "multilora/train/diffusion_objective.h"
+
+namespace multilora::world {
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+double seconds_since(Clock::time_point t0) { return std::chrono::duration<double>(Clock::now() - t0).count(); }
+
+at::Generator step_generator(uint64_t seed, int step) {
+    return at::detail::createCPUGenerator(seed * 0x9E3779B97F4A7C15ull + static_cast<uint64_t>(step) + 1);
+}
+
+// Half generic scenes, half scenes with one random concept: the VAE must reproduce every element.
+ConceptChoice random_choice(Rng& rng) {
+    ConceptChoice c = kGeneric;
+    if (rng.chance(0.5f)) c[rng.below(kCategories)] = rng.below(3);
+    return c;
+}
+
+at::Tensor vae_loss(models::AutoencoderKLImpl& vae, const at::Tensor& images, double kl_weight, at::Generator& gen) {
+    at::Tensor moments = vae.quant_conv->forward(vae.encoder->forward(images));
+    auto parts = moments.chunk(2, 1);
+    at::Tensor mean = parts[0], logvar = parts[1].clamp(-30.0, 20.0);
+    at::Tensor z = mean + (0.5 * logvar).exp() * at::randn(mean.sizes(), gen, mean.options());
+    at::Tensor recon = vae.decode(z);
+    at::Tensor kl = 0.5 * (mean.pow(2) + logvar.exp() - 1 - logvar).sum({1, 2, 3}).mean();
+    return at::mse_loss(recon, images) + kl_weight * kl;
+}
+
+void set_scaling_factor(models::AutoencoderKLImpl& vae, uint64_t seed) {
+    torch::NoGradGuard no_grad;
+    std::vector<uint64_t> seeds;
+    for (uint64_t i = 0; i < 64; ++i) seeds.push_back(seed * 1000003 + i);
+    at::Tensor latents = vae.encode_mean(render_batch(seeds, kGeneric));
+    vae.set_scaling_factor(1.0 / latents.std().item<double>());
+}
+
+}  // namespace
+
+bench::TinyModelConfigs world_configs() {
+    bench::TinyModelConfigs c;
+    c.unet.block_out_channels = {64, 128, 128};
+    c.unet.down_block_types = {"CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "DownBlock2D"};
+    c.unet.up_block_types = {"UpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D"};
+    c.unet.num_attention_heads = {4, 4, 4};
+    c.unet.layers_per_block = 1;
+    c.unet.cross_attention_dim = 64;
+    c.unet.sample_size = 16;
+    c.vae.block_out_channels = {32, 64, 64, 64};
+    c.vae.layers_per_block = 1;
+    c.vae.sample_size = 128;
+    c.text.hidden_size = 64;
+    c.text.intermediate_size = 128;
+    c.text.num_hidden_layers = 2;
+    c.text.num_attention_heads = 2;
+    return c;
+}
+
+at::Tensor render_batch(const std::vector<uint64_t>& seeds, const ConceptChoice& choice, int size) {
+    std::vector<at::Tensor> images;
+    for (uint64_t s : seeds) {
+        const std::vector<uint8_t> px = render_scene(sample_scene(s, choice), size).to_rgb8();
+        at::Tensor t = torch::from_blob(const_cast<uint8_t*>(px.data()), {size, size, 3}, at::kByte);
+        images.push_back(t.permute({2, 0, 1}).to(at::kFloat).div(127.5).sub(1.0));
+    }
+    return at::stack(images);
+}
+
+std::vector<double> train_vae(models::AutoencoderKLImpl& vae, const VaeTraining& t, const PhaseCallback& on_step) {
+    for (auto& p : vae.parameters()) p.requires_grad_(true);
+    torch::optim::AdamW opt(vae.parameters(), torch::optim::AdamWOptions(t.lr).weight_decay(0));
+    std::vector<double> losses;
+    for (int step = 0; step < t.steps; ++step) {
+        const auto t0 = Clock::now();
+        Rng rng(t.seed * 0x51ED27ull + static_cast<uint64_t>(step));
+        std::vector<at::Tensor> images;
+        for (int i = 0; i < t.batch; ++i) images.push_back(render_batch({rng.next()}, random_choice(rng)));
+        at::Generator gen = step_generator(t.seed, step);
+        opt.zero_grad();
+        at::Tensor loss = vae_loss(vae, at::cat(images), t.kl_weight, gen);
+        loss.backward();
+        opt.step();
+        losses.push_back(loss.item<double>());
+        if (on_step) on_step({"vae", step + 1, t.steps, losses.back(), seconds_since(t0)});
+    }
+    for (auto& p : vae.parameters()) p.requires_grad_(false);
+    set_scaling_factor(vae, t.seed);
+    return losses;
+}
+
+namespace {
+
+// The base dataset: generic scenes, encoded once.
+void encode_base_dataset(models::AutoencoderKLImpl& vae, const std::function<at::Tensor(const std::string&)>& encode,
+                         const UnetTraining& t, std::vector<at::Tensor>& latents, std::vector<at::Tensor>& contexts) {
+    torch::NoGradGuard no_grad;
+    const double scaling = vae.config().scaling_factor;
+    for (int start = 0; start < t.dataset; start += 32) {
+        std::vector<uint64_t> seeds;
+        for (int i = start; i < std::min(t.dataset, start + 32); ++i) seeds.push_back(t.seed * 1000003 + i);
+        at::Tensor z = vae.encode_mean(render_batch(seeds, kGeneric)).mul(scaling);
+        for (size_t i = 0; i < seeds.size(); ++i) {
+            latents.push_back(z.narrow(0, static_cast<int64_t>(i), 1));
+            contexts.push_back(encode(caption(sample_scene(seeds[i]))));
+        }
+    }
+}
+
+}  // namespace
+
+std::vector<double> train_unet(models::UNet2DConditionModelImpl& unet, models::AutoencoderKLImpl& vae,
+                               const std::function<at::Tensor(const std::string&)>& encode,
+                               const at::Tensor& alphas_cumprod, const UnetTraining& t, const PhaseCallback& on_step) {
+    std::vector<at::Tensor> latents, contexts;
+    encode_base_dataset(vae, encode, t, latents, contexts);
+    const at::Tensor empty = encode("");
+    const train::DiffusionObjective objective(alphas_cumprod);
+    for (auto& p : unet.parameters()) p.requires_grad_(true);
+    torch::optim::AdamW opt(unet.parameters(), torch::optim::AdamWOptions(t.lr).weight_decay(1e-2));
+    std::vector<double> losses;
+    for (int step = 0; step < t.steps; ++step) {
+        const auto t0 = Clock::now();
+        at::Generator gen = step_generator(t.seed, step);
+        at::Tensor picks = at::randint(0, static_cast<int64_t>(latents.size()), {t.batch}, gen, at::kLong);
+        at::Tensor drop = at::rand({t.batch}, gen);
+        std::vector<at::Tensor> z, ctx;
+        for (int i = 0; i < t.batch; ++i) {
+            const int64_t k = picks[i].item<int64_t>();
+            z.push_back(latents[k]);
+            ctx.push_back(drop[i].item<double>() < t.caption_dropout ? empty : contexts[k]);
+        }
+        opt.zero_grad();
+        at::Tensor loss = objective.loss(unet, at::cat(z), at::cat(ctx), gen);
+        loss.backward();
+        opt.step();
+        losses.push_back(loss.item<double>());
+        if (on_step) on_step({"unet", step + 1, t.steps, losses.back(), seconds_since(t0)});
+    }
+    for (auto& p : unet.parameters()) p.requires_grad_(false);
+    return losses;
+}
+
+}  // namespace multilora::world
