@@ -31,6 +31,7 @@ TEST(BenchQuick, WritesAReportWithEveryCase) {
     EXPECT_EQ(cases["w-switch"], 1);
     EXPECT_EQ(cases["klora"], 1);        // k = 2 only
     EXPECT_EQ(cases["cmlora"], 2);       // k = 2, 5
+    EXPECT_EQ(cases["multlfg"], 2);      // k = 2, 5
     // The FLOP count grows with the batch: Composite k runs k times the rows of one CFG step.
     double none = 0, comp5 = 0;
     for (const auto& c : j["unet_steps"]) {
@@ -43,7 +44,7 @@ TEST(BenchQuick, WritesAReportWithEveryCase) {
     for (const auto& c : j["unet_steps"])
         if (c["case"] == "loratorio" && c["k"] == 5) lt5 = c["flops"].get<double>();
     EXPECT_NEAR(lt5 / none, 6.0, 0.01);
-    EXPECT_EQ(j["ratios"].size(), 15u);
+    EXPECT_EQ(j["ratios"].size(), 17u);
     // Ratios divide by the faster of the two plain-step medians.
     double none_min = 1e30, merge5 = 0;
     for (const auto& c : j["unet_steps"]) {

@@ -32,7 +32,7 @@ std::string usage_error(const std::function<void()>& fn) {
 
 TEST(ComposeRegistry, TheBuiltInMethodsInListingOrder) {
     EXPECT_EQ(compose::registry().names(), (std::vector<std::string>{"none", "merge", "switch", "composite", "w-composite",
-                                                                      "loratorio", "cmlora", "w-switch", "klora"}));
+                                                                      "loratorio", "cmlora", "multlfg", "w-switch", "klora"}));
     const compose::MethodInfo& sw = compose::registry().get("switch");
     ASSERT_EQ(sw.params.size(), 2u);
     EXPECT_EQ(sw.params[0].name, "tau");
@@ -49,7 +49,7 @@ TEST(ComposeRegistry, TheBuiltInMethodsInListingOrder) {
 TEST(ComposeRegistry, UnknownNamesSuggestTheClosest) {
     const std::string e = usage_error([] { compose::registry().get("swtich"); });
     EXPECT_NE(e.find("unknown method \"swtich\" (choose none, merge, switch, composite, w-composite, loratorio, "
-                     "cmlora, w-switch, klora)"),
+                     "cmlora, multlfg, w-switch, klora)"),
               std::string::npos)
         << e;
     EXPECT_NE(e.find("did you mean \"switch\"?"), std::string::npos) << e;
