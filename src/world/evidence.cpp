@@ -2,6 +2,8 @@
 
 #include <torch/torch.h>
 
+#include <spdlog/spdlog.h>
+
 #include <algorithm>
 #include <cmath>
 #include <filesystem>
@@ -62,6 +64,13 @@ struct Generator {
 EvidenceFiles write_evidence(const std::string& world_dir, const std::string& out_dir, const EvidenceOptions& o,
                              const std::function<void(int, int)>& on_image) {
     io::ensure_writable_dir(out_dir);
+    // Attaching a LoRA logs a line; 2 x 15 x seeds of them would bury the progress bar.
+    const auto level = spdlog::get_level();
+    spdlog::set_level(std::max(level, spdlog::level::warn));
+    struct Restore {
+        spdlog::level::level_enum level;
+        ~Restore() { spdlog::set_level(level); }
+    } restore{level};
     pipeline::LoadOptions load;
     load.model_path = (fs::path(world_dir) / "world-sd15.safetensors").string();
     Generator gen{pipeline::load_stable_diffusion(load), o};

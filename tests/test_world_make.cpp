@@ -1,0 +1,83 @@
+// make-world --quick, the CI smoke build of the trained world: every phase runs, its losses fall, and the
+// files it writes load through the ordinary loading code.
+#include <torch/torch.h>
+
+#include <gtest/gtest.h>
+
+#include <filesystem>
+#include <nlohmann/json.hpp>
+#include <numeric>
+
+#include "multilora/io/png_writer.h"
+#include "multilora/io/sha256.h"
+#include "multilora/lora/lora_file.h"
+#include "multilora/pipeline/model_loader.h"
+#include "multilora/world/world_training.h"
+#include "test_support.h"
+
+using namespace multilora;
+namespace fs = std::filesystem;
+using nlohmann::json;
+
+namespace {
+
+double mean(const json& v, size_t from, size_t to) {
+    double s = 0;
+    for (size_t i = from; i < to; ++i) s += v.at(i).get<double>();
+    return s / static_cast<double>(to - from);
+}
+
+}  // namespace
+
+TEST(WorldMake, QuickBuildLearnsAndItsFilesLoad) {
+    const fs::path dir = test::make_temp_dir("world");
+    const fs::path out = dir / "w";
+    auto r = test::run_multilora("make-world --quick --out " + out.string());
+    ASSERT_EQ(r.exit_code, 0) << r.output;
+
+    // The VAE's and the UNet's losses fall (first ten steps against the last ten).
+    const json t = json::parse(test::read_bytes(out / "training.json"));
+    for (const char* phase : {"vae", "unet"}) {
+        const json& l = t.at("losses").at(phase);
+        ASSERT_GE(l.size(), 20u) << phase;
+        EXPECT_LT(mean(l, l.size() - 10, l.size()), 0.8 * mean(l, 0, 10)) << phase;
+    }
+
+    // The model loads as any SD1.5 checkpoint, with the world's sizes and a measured scaling factor.
+    pipeline::LoadOptions load;
+    load.model_path = (out / "world-sd15.safetensors").string();
+    auto model = pipeline::load_stable_diffusion(load);
+    EXPECT_EQ(model.unet->config().block_out_channels, world::world_configs().unet.block_out_channels);
+    EXPECT_NE(model.vae->config().scaling_factor, world::world_configs().vae.scaling_factor);
+
+    // One kohya LoRA per concept, listed in the lora_info file.
+    const json info = json::parse(test::read_bytes(out / "world_lora_info.json"));
+    size_t listed = 0;
+    for (const auto& [category, items] : info.items()) {
+        for (const auto& item : items) {
+            const auto file = lora::read_lora_file((out / "loras" / (item.at("id").get<std::string>() + ".safetensors")).string());
+            EXPECT_EQ(file.format, "kohya");
+            EXPECT_EQ(file.groups.front().rank(), 8);
+            ++listed;
+        }
+    }
+    EXPECT_EQ(listed, 15u);
+
+    // Pictures and a README that names every file's SHA-256.
+    int w = 0, h = 0;
+    io::decode_png_rgb(test::read_bytes(out / "pictures" / "samples.png"), &w, &h);
+    EXPECT_EQ(h, 256);
+    io::decode_png_rgb(test::read_bytes(out / "pictures" / "losses.png"), &w, &h);
+    EXPECT_EQ(w, 512);
+    const std::string readme = test::read_bytes(out / "README.md");
+    EXPECT_NE(readme.find(io::sha256_file_hex((out / "world-sd15.safetensors").string())), std::string::npos);
+    EXPECT_NE(readme.find("| `object_2` | object | **rumbo apple**"), std::string::npos);
+
+    // A LoRA composes with the model in generate.
+    auto g = test::run_multilora("generate --model " + (out / "world-sd15.safetensors").string() + " --lora " +
+                                 (out / "loras" / "character_1.safetensors").string() + " --lora " +
+                                 (out / "loras" / "object_1.safetensors").string() +
+                                 " --method composite --prompt \"zorp with a glint key\" --steps 3 --width 128 --height 128 --out " +
+                                 (dir / "gen").string());
+    EXPECT_EQ(g.exit_code, 0) << g.output;
+}
