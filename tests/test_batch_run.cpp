@@ -22,7 +22,7 @@ namespace {
 
 constexpr size_t kImages = 18;  // tiny-smoke pinned to merge, switch, composite: (3 + 3 sets) x 3 methods
 // As shipped, with every method: 3 sets (k = 2) x 8 methods + 3 sets (k = 3) x 7 (K-LoRA takes k = 2 only).
-constexpr size_t kShippedImages = 45;
+constexpr size_t kShippedImages = 51;
 constexpr size_t kSets = 6;
 
 // The shared config folder for runs compared byte for byte (same config, same model paths; --out differs).
@@ -135,10 +135,10 @@ TEST(BatchRun, ShippedTinySmokeConfigRunsFromItsOwnFolder) {
     ASSERT_EQ(r.exit_code, 0) << r.output;
     EXPECT_TRUE(fs::exists(d.out / "index.html"));
     EXPECT_TRUE(fs::exists(d.out / "tiny" / "3_elements" / "sheet_tiny-character_tiny-peft_tiny-object.png"));
-    EXPECT_NE(r.output.find("generated 45 image(s)"), std::string::npos) << r.output;
+    EXPECT_NE(r.output.find("generated 51 image(s)"), std::string::npos) << r.output;
     // Every method is a column of the sheets and the gallery; K-LoRA's only on the two-LoRA sets.
     const std::string gallery = test::read_bytes(d.out / "index.html");
-    for (const char* m : {"merge", "switch", "composite", "w-composite", "loratorio", "cmlora", "w-switch", "klora"})
+    for (const char* m : {"merge", "switch", "composite", "w-composite", "loratorio", "cmlora", "w-switch", "klora", "multlfg"})
         EXPECT_NE(gallery.find(std::string(m) + "_tiny-character_tiny-style.png"), std::string::npos) << m;
     EXPECT_EQ(gallery.find("klora_tiny-character_tiny-peft_tiny-style.png"), std::string::npos);
 
