@@ -5,6 +5,8 @@
 #include <torch/torch.h>
 
 #include <filesystem>
+#include <fstream>
+#include <stdexcept>
 #include <functional>
 
 #include "multilora/bench/tiny_model.h"
@@ -112,6 +114,29 @@ inline std::unique_ptr<lora::AdapterSet> attach(pipeline::StableDiffusionModel& 
                                          double scale = 0.8) {
     return std::make_unique<lora::AdapterSet>(*m.unet, *m.text_encoder, m.unet->config().to_json(), s, scale, m.dtype,
                                               m.device);
+}
+
+// tests/data/reference/NAME, a peer's numbers (the test that reads a file says in its header how they were made).
+inline nlohmann::json read_reference(const std::string& name) {
+    std::ifstream in(std::string(ML_TEST_DATA_DIR) + "/reference/" + name);
+    if (!in) throw std::runtime_error("missing tests/data/reference/" + name);
+    return nlohmann::json::parse(in);
+}
+
+// The generation settings of a reference case: each of prompt, negative_prompt, steps, guidance_scale, seed,
+// width, height and scheduler from the case when it has it, else from the file's top level.
+inline pipeline::GenerationRequest reference_request(const nlohmann::json& ref, const nlohmann::json& c) {
+    auto pick = [&](const char* key) -> const nlohmann::json& { return c.contains(key) ? c.at(key) : ref.at(key); };
+    pipeline::GenerationRequest r;
+    r.prompt = pick("prompt");
+    r.negative_prompt = pick("negative_prompt");
+    r.steps = pick("steps");
+    r.guidance_scale = pick("guidance_scale");
+    r.seed = pick("seed");
+    r.width = pick("width");
+    r.height = pick("height");
+    if (c.contains("scheduler") || ref.contains("scheduler")) r.scheduler = pick("scheduler");
+    return r;
 }
 
 struct MethodRun {

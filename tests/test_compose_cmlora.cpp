@@ -158,26 +158,12 @@ TEST(Cmlora, FullPassesAndDominantPerStep) {
 // 1e-4, is 26x the largest deviation.
 namespace {
 
-nlohmann::json peer_reference() {
-    std::ifstream f(std::string(ML_TEST_DATA_DIR) + "/reference/cmlora_peer.json");
-    return nlohmann::json::parse(f);
-}
+nlohmann::json peer_reference() { return read_reference("cmlora_peer.json"); }
 
 const nlohmann::json& peer_case(const nlohmann::json& ref, const std::string& name) {
     for (const auto& c : ref["cases"])
         if (c["name"] == name) return c;
     throw std::runtime_error("no case " + name);
-}
-
-pipeline::GenerationRequest peer_request(const nlohmann::json& ref, const nlohmann::json& c) {
-    pipeline::GenerationRequest r;
-    r.prompt = c["prompt"];
-    r.negative_prompt = ref["negative_prompt"];
-    r.steps = c["steps"];
-    r.guidance_scale = ref["cfg"];
-    r.seed = ref["seed"];
-    r.width = r.height = ref["size"];
-    return r;
 }
 
 // Runs one case of the reference file with multilora's cmlora and returns max |diff| / max |ref|.
@@ -190,7 +176,7 @@ double peer_case_error(const nlohmann::json& ref, const std::string& name, nlohm
     const compose::MethodArgs args = method_args("cmlora", {"interval=" + std::to_string(c["interval"].get<int>())});
     const auto categories = c["categories"].get<std::vector<std::string>>();
     auto m = compose::registry().create("cmlora", {pipeline::model_parts(model), ad.get(), {}, args, {}, categories});
-    const at::Tensor got = pipeline::generate(model, peer_request(ref, c), m.get()).latents;
+    const at::Tensor got = pipeline::generate(model, reference_request(ref, c), m.get()).latents;
     const at::Tensor want =
         torch::tensor(c["latents"].get<std::vector<float>>()).view(c["shape"].get<std::vector<int64_t>>());
     if (record) *record = m->record();

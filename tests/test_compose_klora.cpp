@@ -225,21 +225,11 @@ std::vector<uint8_t> from_hex(const std::string& hex) {
 
 // Against the authors' code (see the header): latents, image, γ and the per-step choices.
 TEST(Klora, MatchesTheAuthorsCodeOnTheTinyModel) {
-    std::ifstream in(std::string(ML_TEST_DATA_DIR) + "/reference/klora.json");
-    ASSERT_TRUE(in) << "tests/data/reference/klora.json";
-    const nlohmann::json ref = nlohmann::json::parse(in);
+    const nlohmann::json ref = read_reference("klora.json");
     auto model = load_tiny();
     for (const auto& c : ref["cases"]) {
         SCOPED_TRACE(c["name"].get<std::string>());
-        pipeline::GenerationRequest r;
-        r.prompt = ref["prompt"];
-        r.negative_prompt = ref["negative_prompt"];
-        r.seed = ref["seed"];
-        r.width = ref["width"];
-        r.height = ref["height"];
-        r.steps = c["steps"];
-        r.guidance_scale = c["guidance_scale"];
-        r.scheduler = c["scheduler"];
+        const pipeline::GenerationRequest r = reference_request(ref, c);
         auto ad = attach(model, {{reference_lora(c["content"]), 1.0}, {reference_lora(c["style"]), 1.0}});
         auto method = make_method(model, ad.get(), "klora", {"pattern=" + c["pattern"].get<std::string>()});
         const pipeline::GenerationResult out = pipeline::generate(model, r, method.get());

@@ -193,22 +193,13 @@ std::vector<uint8_t> from_hex(const std::string& hex) {
 
 // The cases of promptaware.json for `method`, run here and compared (see the header).
 void expect_reference_cases(const std::string& method) {
-    std::ifstream in(std::string(ML_TEST_DATA_DIR) + "/reference/promptaware.json");
-    ASSERT_TRUE(in) << "tests/data/reference/promptaware.json";
-    const nlohmann::json ref = nlohmann::json::parse(in);
+    const nlohmann::json ref = read_reference("promptaware.json");
     auto model = load_tiny();
     int ran = 0;
     for (const auto& c : ref["cases"]) {
         if (c["method"] != method) continue;
         SCOPED_TRACE(c["name"].get<std::string>());
-        pipeline::GenerationRequest r;
-        r.prompt = c["prompt"];
-        r.negative_prompt = ref["negative_prompt"];
-        r.guidance_scale = ref["guidance_scale"];
-        r.width = ref["width"];
-        r.height = ref["height"];
-        r.steps = c["steps"];
-        r.seed = c["seed"];
+        const pipeline::GenerationRequest r = reference_request(ref, c);
         std::vector<lora::LoraSpec> s;
         for (int i : c["loras"]) s.push_back({world().paths.loras.at(i), 1.0});
         std::vector<std::string> args;
