@@ -5,6 +5,7 @@
 #include <gtest/gtest.h>
 
 #include <filesystem>
+#include <fstream>
 #include <nlohmann/json.hpp>
 #include <numeric>
 
@@ -80,4 +81,13 @@ TEST(WorldMake, QuickBuildLearnsAndItsFilesLoad) {
                                  " --method composite --prompt \"zorp with a glint key\" --steps 3 --width 128 --height 128 --out " +
                                  (dir / "gen").string());
     EXPECT_EQ(g.exit_code, 0) << g.output;
+
+    // configs/world-all.json plans every set of the world (3 characters, then one concept from each of k - 1
+    // other categories: 36, 162, 324 and 243 sets for k = 2..5) with every method; K-LoRA on k = 2 only.
+    std::string config = test::read_bytes(fs::path(ML_SOURCE_DIR) / "configs" / "world-all.json");
+    for (size_t at; (at = config.find("../models/world/")) != std::string::npos;) config.replace(at, 16, out.string() + "/");
+    std::ofstream(dir / "world-all.json") << config;
+    auto plan = test::run_multilora("batch " + (dir / "world-all.json").string() + " --dry-run --no-measure");
+    EXPECT_EQ(plan.exit_code, 0) << plan.output;
+    EXPECT_NE(plan.output.find("765 sets, 6156 images"), std::string::npos) << plan.output;
 }
