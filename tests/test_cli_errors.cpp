@@ -101,3 +101,16 @@ TEST(CliErrors, UsageErrorsExitTwo) {
     EXPECT_EQ(help.exit_code, 0);
     EXPECT_NE(help.output.find("Examples:"), std::string::npos);
 }
+
+// -DMULTILORA_WITH_EVAL=OFF builds keep `evaluate` listed but say that it was not built (exit 2).
+TEST(CliErrors, EvaluateSaysWhetherItWasBuilt) {
+    auto r = run_multilora("evaluate --run /nonexistent --compare composite");
+    if (ML_WITH_EVAL) {
+        EXPECT_EQ(run_multilora("evaluate --help").exit_code, 0);
+        EXPECT_EQ(r.output.find("not built"), std::string::npos) << r.output;
+    } else {
+        EXPECT_EQ(r.exit_code, 2);
+        EXPECT_NE(r.output.find("evaluate was not built"), std::string::npos) << r.output;
+        EXPECT_NE(r.output.find("-DMULTILORA_WITH_EVAL=ON"), std::string::npos) << r.output;
+    }
+}

@@ -13,7 +13,7 @@
 //  - Weights: the tiny model's diffusers folder as written by `multilora make-tiny` (seed 1234), read from
 //    its .safetensors files and loaded with load_state_dict(strict=True).
 //  - Inputs from torch.Generator("cpu").manual_seed(S), which draws the same numbers as
-//    at::detail::createCPUGenerator(S) here:
+//    at::make_generator<at::CPUGeneratorImpl>(S) here:
 //      UNet: sample = randn([2, 4, H, W]) seed 1, encoder_hidden_states = randn([2, 77, 32]) seed 2,
 //            timestep a 0-dim tensor (int64 981, int64 1, float32 500.5) -> unet(...).sample;
 //      VAE:  latents = randn([1, 4, 8, 8]) seed 3 -> vae.decode(latents).sample (no scaling factor applied;
@@ -154,7 +154,7 @@ void expect_matches(const at::Tensor& out, const GoldenCase& g) {
 }
 
 at::Tensor seeded_randn(at::IntArrayRef shape, uint64_t seed) {
-    at::Generator gen = at::detail::createCPUGenerator(seed);
+    at::Generator gen = at::make_generator<at::CPUGeneratorImpl>(seed);
     return at::randn(shape, gen, at::TensorOptions().dtype(at::kFloat));
 }
 

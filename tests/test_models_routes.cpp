@@ -40,7 +40,7 @@ struct RouteGuard {
 };
 
 at::Tensor randn(std::vector<int64_t> shape, uint64_t seed) {
-    at::Generator g = at::detail::createCPUGenerator(seed);
+    at::Generator g = at::make_generator<at::CPUGeneratorImpl>(seed);
     return at::randn(shape, g, at::TensorOptions().dtype(at::kFloat));
 }
 

@@ -222,8 +222,8 @@ TEST(schedStep, EulerAncestralUsesGeneratorNoise) {
     auto s = sd15("euler-a", 10);
     const auto sig = s->sigmas();
     const torch::Tensor x = ramp(14.0, 0.5), e = ramp(0.7, 0.1);
-    at::Generator gen = at::detail::createCPUGenerator(42);
-    at::Generator twin = at::detail::createCPUGenerator(42);
+    at::Generator gen = at::make_generator<at::CPUGeneratorImpl>(42);
+    at::Generator twin = at::make_generator<at::CPUGeneratorImpl>(42);
     const auto xv = values(x), ev = values(e);
 
     torch::Tensor cur = x;
@@ -314,7 +314,7 @@ TEST(schedRun, GaussianData50Steps) {
             const Vp p = vp(sigma);
             return p.sigma_vp / (p.alpha * p.alpha * s2 + p.sigma_vp * p.sigma_vp);
         };
-        at::Generator gen = at::detail::createCPUGenerator(7);
+        at::Generator gen = at::make_generator<at::CPUGeneratorImpl>(7);
         const torch::Tensor x_init = at::randn({4, 16, 16}, gen, at::kFloat) * s->init_noise_sigma();
         torch::Tensor x = x_init;
         double k = 1.0, x0_prev = 0.0;

@@ -59,7 +59,7 @@ std::string file_bytes(const std::string& p) { return test::read_bytes(p); }
 TEST(TrainLayers, GradientPathEqualsInferencePath) {
     at::set_num_threads(1);
     auto model = compose_test::load_tiny();
-    at::Generator gen = at::detail::createCPUGenerator(3);
+    at::Generator gen = at::make_generator<at::CPUGeneratorImpl>(3);
     at::Tensor x = at::randn({2, 4, 8, 8}, gen), ctx = at::randn({2, 77, 32}, gen);
     at::Tensor t = at::tensor({10L, 700L});
     at::Tensor reference;
@@ -109,7 +109,7 @@ TEST(TrainLora, LossFallsAndTheFileIsKohya) {
         at::Tensor ctx = text::encode_prompts(*model.tokenizer, *model.text_encoder, "zorp, " + data.items[0].caption, "",
                                               text::LongPromptMode::Truncate).cond.repeat({4, 1, 1});
         train::DiffusionObjective obj(sampling::training_alphas_cumprod(model.scheduler_config));
-        at::Generator g = at::detail::createCPUGenerator(77);
+        at::Generator g = at::make_generator<at::CPUGeneratorImpl>(77);
         return obj.loss(*model.unet, at::cat(z), ctx, g).item<double>();
     };
     const double before = fixed_loss("");

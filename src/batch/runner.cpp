@@ -53,10 +53,10 @@ std::string host_name() {
 class NoiseStream {
 public:
     NoiseStream(uint64_t seed, std::vector<int64_t> shape)
-        : seed_(seed), shape_(std::move(shape)), gen_(at::detail::createCPUGenerator(seed)) {}
+        : seed_(seed), shape_(std::move(shape)), gen_(at::make_generator<at::CPUGeneratorImpl>(seed)) {}
     at::Tensor get(int64_t index) {
         if (index < next_) {
-            gen_ = at::detail::createCPUGenerator(seed_);
+            gen_ = at::make_generator<at::CPUGeneratorImpl>(seed_);
             next_ = 0;
         }
         at::Tensor t;

@@ -68,7 +68,7 @@ std::map<std::string, std::string> ldm_metadata(const TinyModelConfigs& cfg, uin
 
 void write_random_checkpoint(const std::string& path, const TinyModelConfigs& cfg, uint64_t seed) {
     c10::InferenceMode guard(false);
-    at::Generator gen = at::detail::createCPUGenerator(seed);
+    at::Generator gen = at::make_generator<at::CPUGeneratorImpl>(seed);
     TensorList ldm;
     {  // one model at a time, so that the full SD1.5 is never all in memory twice
         models::UNet2DConditionModel unet(cfg.unet);
@@ -130,7 +130,7 @@ std::vector<std::string> write_random_loras(const std::string& dir, const TinyMo
     c10::InferenceMode guard(false);
     models::UNet2DConditionModel unet(cfg.unet);
     text::ClipTextModel text(cfg.text);
-    at::Generator gen = at::detail::createCPUGenerator(seed);
+    at::Generator gen = at::make_generator<at::CPUGeneratorImpl>(seed);
     RandomLoraSpec spec;
     spec.rank = rank;
     spec.alpha = static_cast<double>(rank) / 2;

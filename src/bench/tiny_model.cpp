@@ -71,7 +71,7 @@ TinyModelPaths make_tiny_model(const std::string& dir, uint64_t seed) {
     c10::InferenceMode guard(false);
     io::ensure_writable_dir(dir);
     const TinyModelConfigs cfg = tiny_configs();
-    at::Generator gen = at::detail::createCPUGenerator(seed);
+    at::Generator gen = at::make_generator<at::CPUGeneratorImpl>(seed);
     models::UNet2DConditionModel unet(cfg.unet);
     text::ClipTextModel text_encoder(cfg.text);
     models::AutoencoderKL vae(cfg.vae);

@@ -63,7 +63,7 @@ void grouped_attention(const at::Tensor& q, const at::Tensor& k, const at::Tenso
                                        ones, zeros, ones, heads);
         at::Tensor flat = from_channels_last_image(scores).view({len, heads, nk});
         flat.mul_(scale);
-        at::_softmax_out(flat, flat, -1, false);  // in place: each row is read before it is written
+        at::softmax_out(flat, flat, -1);  // in place: each row is read before it is written
         at::Tensor mixed = at::conv2d(as_channels_last_image(flat.view({len, heads * nk})), value_filters, no_bias,
                                       ones, zeros, ones, heads);
         out.narrow(0, start, len).copy_(from_channels_last_image(mixed));

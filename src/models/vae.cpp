@@ -102,7 +102,9 @@ at::Tensor VaeDecoderImpl::forward(const at::Tensor& z) {
     // Channels-last activations: oneDNN convolves NHWC directly, where NCHW costs a reorder into and out
     // of its blocked layout around every convolution. Measured at 512x512 (2 threads): decode 6.77 -> 6.51 s,
     // the decoder's heap high-water 2.45 -> 2.12 GB. The mid-block attention's token view is then free.
-    at::Tensor h = conv_in->forward(z.contiguous(at::MemoryFormat::ChannelsLast));
+    // Other devices keep diffusers' layout (NCHW): the reason is oneDNN's.
+    const bool channels_last = z.device().is_cpu();
+    at::Tensor h = conv_in->forward(channels_last ? z.contiguous(at::MemoryFormat::ChannelsLast) : z);
     h = mid_block->forward(h);
     for (const auto& block : *up_blocks) {
         auto children = block->named_children();

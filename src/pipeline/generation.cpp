@@ -27,7 +27,7 @@ void validate_request(const GenerationRequest& r) {
 }
 
 at::Tensor draw_initial_noise(uint64_t seed, int64_t draw_index, at::IntArrayRef shape) {
-    at::Generator gen = at::detail::createCPUGenerator(seed);
+    at::Generator gen = at::make_generator<at::CPUGeneratorImpl>(seed);
     at::Tensor noise;
     for (int64_t i = 0; i <= draw_index; ++i) noise = at::randn(shape, gen, at::TensorOptions().dtype(at::kFloat));
     return noise;
@@ -134,7 +134,7 @@ GenerationResult generate(StableDiffusionModel& model, const GenerationRequest& 
     scheduler->set_timesteps(request.steps);
     result.timesteps = scheduler->timesteps();
     // The generator that drew the initial noise then feeds ancestral samplers.
-    at::Generator gen = at::detail::createCPUGenerator(request.seed);
+    at::Generator gen = at::make_generator<at::CPUGeneratorImpl>(request.seed);
     at::Tensor latents = initial_latents(model, request, *scheduler, gen, factor);
     latents = denoise(model, request, m, prompts, *scheduler, latents, gen, on_step, result);
     result.latents = latents.to(at::kFloat).cpu();

@@ -100,7 +100,7 @@ struct Checkpoint {
 
 // Step s draws from its own generator, so a resumed run replays the steps an uninterrupted one takes.
 at::Generator step_generator(uint64_t seed, int step) {
-    return at::detail::createCPUGenerator(seed * 0x9E3779B97F4A7C15ull + static_cast<uint64_t>(step) + 1);
+    return at::make_generator<at::CPUGeneratorImpl>(seed * 0x9E3779B97F4A7C15ull + static_cast<uint64_t>(step) + 1);
 }
 
 double train_step(models::UNet2DConditionModelImpl& unet, const DiffusionObjective& objective, const EncodedData& d,
@@ -151,7 +151,7 @@ TrainLoraResult train_lora_on(models::UNet2DConditionModelImpl& unet, const at::
                               const std::function<void(const TrainStatus&)>& on_step) {
     check_options(o);
     const DiffusionObjective objective(alphas_cumprod);
-    at::Generator init = at::detail::createCPUGenerator(o.seed);
+    at::Generator init = at::make_generator<at::CPUGeneratorImpl>(o.seed);
     TrainableLora lora(unet, o.targets, o.rank, o.alpha > 0 ? o.alpha : static_cast<double>(o.rank), init);
     torch::optim::AdamW opt(lora.parameters(), torch::optim::AdamWOptions(o.lr).weight_decay(1e-2));
     const Checkpoint ckpt{checkpoint_path(o.out), options_fingerprint(o, data.latents.size())};

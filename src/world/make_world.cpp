@@ -37,7 +37,7 @@ struct WorldModel {
 WorldModel seeded_model(uint64_t seed) {
     WorldModel m;
     m.cfg = world_configs();
-    at::Generator gen = at::detail::createCPUGenerator(seed);
+    at::Generator gen = at::make_generator<at::CPUGeneratorImpl>(seed);
     m.unet = models::UNet2DConditionModel(m.cfg.unet);
     m.vae = models::AutoencoderKL(m.cfg.vae);
     m.text = text::ClipTextModel(m.cfg.text);
