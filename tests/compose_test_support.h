@@ -139,6 +139,20 @@ inline pipeline::GenerationRequest reference_request(const nlohmann::json& ref, 
     return r;
 }
 
+// A reference case's final latents within 1e-4 of their largest value and, when the case keeps its image
+// (hex RGB bytes), every pixel value within 1 of 255.
+inline void expect_matches_reference(const pipeline::GenerationResult& out, const nlohmann::json& c) {
+    const at::Tensor expected = torch::tensor(c["latents"].get<std::vector<float>>()).view(out.latents.sizes());
+    EXPECT_LT((out.latents - expected).abs().max().item<double>() / expected.abs().max().item<double>(), 1e-4);
+    if (!c.contains("image_rgb_hex")) return;
+    const std::string hex = c["image_rgb_hex"];
+    ASSERT_EQ(out.images.at(0).size() * 2, hex.size());
+    int worst = 0;
+    for (size_t i = 0; i < out.images[0].size(); ++i)
+        worst = std::max(worst, std::abs(int(out.images[0][i]) - std::stoi(hex.substr(2 * i, 2), nullptr, 16)));
+    EXPECT_LE(worst, 1);
+}
+
 struct MethodRun {
     at::Tensor latents;
     nlohmann::json record;  // the method's record()
