@@ -213,6 +213,12 @@ TEST(TrainLoraCli, WritesTheFileAndRefusesBadInput) {
                                    (dir / "x.safetensors").string());
     EXPECT_EQ(bad.exit_code, 2);
     EXPECT_FALSE(fs::exists(dir / "x.safetensors"));
+    // An output folder that cannot be made fails before training (exit 2), leaving nothing.
+    std::ofstream(dir / "afile") << "x";
+    auto unwritable = test::run_multilora("train-lora --model " + model + " --data " + (dir / "data").string() + " --out " +
+                                          (dir / "afile" / "z.safetensors").string());
+    EXPECT_EQ(unwritable.exit_code, 2) << unwritable.output;
+    EXPECT_EQ(unwritable.output.find("loss"), std::string::npos) << unwritable.output;
     auto targets = test::run_multilora("train-lora --model " + model + " --data " + (dir / "data").string() +
                                        " --targets everything --out " + (dir / "y.safetensors").string());
     EXPECT_EQ(targets.exit_code, 2);

@@ -7,6 +7,7 @@
 #include <filesystem>
 #include <numeric>
 
+#include "multilora/io/atomic_file.h"
 #include "multilora/pipeline/model_loader.h"
 #include "multilora/sampling/scheduler.h"
 #include "multilora/text/prompt_encoding.h"
@@ -27,6 +28,13 @@ void check_options(const TrainLoraOptions& o) {
     if (o.alpha < 0) throw UsageError("--alpha must not be negative");
     if (o.checkpoint_every < 0) throw UsageError("--checkpoint-every must not be negative");
     if (fs::path(o.out).extension() != ".safetensors") throw UsageError("--out must end in .safetensors");
+    // Before any work: a folder that cannot take the file fails now, not after training.
+    const fs::path folder = fs::absolute(o.out).parent_path();
+    try {
+        io::ensure_writable_dir(folder.string());
+    } catch (const RuntimeError& e) {
+        throw UsageError(std::string("--out: ") + e.what());
+    }
 }
 
 using EncodedData = EncodedExamples;
