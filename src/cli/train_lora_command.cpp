@@ -8,6 +8,7 @@
 
 #include "cli/commands.h"
 #include "cli/progress.h"
+#include "multilora/pipeline/runtime.h"
 #include "multilora/train/lora_training.h"
 #include "multilora/util/error.h"
 
@@ -33,6 +34,7 @@ Command add_train_lora_command(CLI::App& app) {
     auto o = std::make_shared<train::TrainLoraOptions>();
     auto targets = std::make_shared<std::string>("attn");
     auto overwrite = std::make_shared<bool>(false);
+    auto threads = std::make_shared<int>(0);
     CLI::App* sub = app.add_subcommand("train-lora", "Train a LoRA (kohya format) on a folder of captioned images");
     sub->add_option("--model", o->model, "SD1.x model: LDM single file or diffusers folder")->required();
     sub->add_option("--data", o->data, "Folder of images with .txt captions")->required();
@@ -48,10 +50,12 @@ Command add_train_lora_command(CLI::App& app) {
     sub->add_option("--checkpoint-every", o->checkpoint_every, "Steps between checkpoints (0: none)")->capture_default_str();
     sub->add_flag("--resume", o->resume, "Continue from OUT.checkpoint when it exists");
     sub->add_flag("--half", o->half, "Write float16 factors");
+    sub->add_option("--threads", *threads, "CPU threads (0: all cores)")->capture_default_str();
     sub->add_flag("--overwrite", *overwrite, "Replace an existing OUT");
     sub->footer(kFooter);
-    return [o, targets, overwrite] {
+    return [o, targets, overwrite, threads] {
         o->targets = train::parse_lora_targets(*targets);
+        pipeline::configure_threads(*threads);
         if (std::filesystem::exists(o->out) && !*overwrite)
             throw UsageError(o->out + " exists (use --overwrite to replace it)");
         StepProgress progress("train-lora");

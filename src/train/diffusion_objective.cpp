@@ -6,6 +6,10 @@
 
 namespace multilora::train {
 
+at::Generator step_generator(uint64_t seed, int step) {
+    return at::make_generator<at::CPUGeneratorImpl>(seed * 0x9E3779B97F4A7C15ull + static_cast<uint64_t>(step) + 1);
+}
+
 DiffusionObjective::DiffusionObjective(at::Tensor alphas_cumprod) : alphas_cumprod_(std::move(alphas_cumprod)) {}
 
 at::Tensor DiffusionObjective::add_noise(const at::Tensor& x0, const at::Tensor& noise, const at::Tensor& t) const {

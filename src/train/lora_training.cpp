@@ -106,11 +106,6 @@ struct Checkpoint {
     }
 };
 
-// Step s draws from its own generator, so a resumed run replays the steps an uninterrupted one takes.
-at::Generator step_generator(uint64_t seed, int step) {
-    return at::make_generator<at::CPUGeneratorImpl>(seed * 0x9E3779B97F4A7C15ull + static_cast<uint64_t>(step) + 1);
-}
-
 double train_step(models::UNet2DConditionModelImpl& unet, const DiffusionObjective& objective, const EncodedData& d,
                   int batch, at::Generator& gen, torch::optim::Optimizer& opt) {
     at::Tensor picks = at::randint(0, static_cast<int64_t>(d.latents.size()), {batch}, gen, at::kLong);

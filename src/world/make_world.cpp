@@ -17,6 +17,8 @@
 #include "multilora/text/clip_tokenizer.h"
 #include "multilora/text/prompt_encoding.h"
 #include "multilora/train/lora_training.h"
+#include "multilora/util/clock.h"
+#include "multilora/util/error.h"
 
 namespace fs = std::filesystem;
 
@@ -110,8 +112,6 @@ void save_model(WorldModel& m, const std::string& path, uint64_t seed) {
     io::save_safetensors(path, ldm, meta);
 }
 
-double seconds_since(Clock::time_point t0) { return std::chrono::duration<double>(Clock::now() - t0).count(); }
-
 }  // namespace
 
 WorldPlan world_plan(const MakeWorldOptions& o) {
@@ -185,7 +185,24 @@ std::string concept_table() {
 
 }  // namespace
 
-void write_world_readme(const MakeWorldOptions& o, const MakeWorldResult& r, const std::vector<std::string>& pictures) {
+MakeWorldResult read_world(const MakeWorldOptions& o) {
+    MakeWorldResult r;
+    r.model = (fs::path(o.out) / "world-sd15.safetensors").string();
+    r.lora_info = (fs::path(o.out) / "world_lora_info.json").string();
+    r.training_json = (fs::path(o.out) / "training.json").string();
+    for (const Concept& c : concepts()) r.loras.push_back((fs::path(o.out) / "loras" / (c.id + ".safetensors")).string());
+    std::vector<std::string> needed = {r.model, r.lora_info, r.training_json};
+    needed.insert(needed.end(), r.loras.begin(), r.loras.end());
+    for (const std::string& f : needed)
+        if (!fs::exists(f)) throw UsageError(o.out + " is not a complete world: " + f + " is missing (run make-world without --evidence-only)");
+    const nlohmann::json j = nlohmann::json::parse(io::read_file(r.training_json));
+    r.losses = j.at("losses").get<std::map<std::string, std::vector<double>>>();
+    r.seconds = j.at("seconds").get<std::map<std::string, double>>();
+    return r;
+}
+
+void write_world_readme(const MakeWorldOptions& o, const MakeWorldResult& r, const std::vector<std::string>& pictures,
+                        const std::string& sections, const std::vector<std::string>& other_files) {
     const WorldPlan plan = world_plan(o);
     std::string md = "# The trained world\n\nWritten by `multilora make-world --seed " + std::to_string(o.seed) +
                      (o.quick ? " --quick" : "") + "` (docs/world.md describes the scenes and the training).\n\n";
@@ -196,9 +213,11 @@ void write_world_readme(const MakeWorldOptions& o, const MakeWorldResult& r, con
     md += "## Concepts\n\n" + concept_table() + "\n## Training settings\n\n" + settings_table(plan);
     md += "\n## Pictures\n\n";
     for (const std::string& p : pictures) md += "![" + fs::path(p).stem().string() + "](" + fs::relative(p, o.out).string() + ")\n\n";
+    md += sections;
     md += "## Files (SHA-256)\n\n";
     std::vector<std::string> files = {r.model, r.lora_info, r.training_json};
     files.insert(files.end(), r.loras.begin(), r.loras.end());
+    files.insert(files.end(), other_files.begin(), other_files.end());
     files.insert(files.end(), pictures.begin(), pictures.end());
     for (const std::string& f : files) md += "- `" + io::sha256_file_hex(f) + "` " + fs::relative(f, o.out).string() + "\n";
     io::write_file_atomic((fs::path(o.out) / "README.md").string(), md);

@@ -7,6 +7,8 @@
 #include "multilora/models/unet.h"
 #include "multilora/models/vae.h"
 #include "multilora/train/diffusion_objective.h"
+#include "multilora/train/image_folder.h"
+#include "multilora/util/clock.h"
 
 namespace multilora::world {
 
@@ -14,11 +16,7 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 
-double seconds_since(Clock::time_point t0) { return std::chrono::duration<double>(Clock::now() - t0).count(); }
-
-at::Generator step_generator(uint64_t seed, int step) {
-    return at::make_generator<at::CPUGeneratorImpl>(seed * 0x9E3779B97F4A7C15ull + static_cast<uint64_t>(step) + 1);
-}
+using train::step_generator;
 
 // Half generic scenes, half scenes with one random concept: the VAE must reproduce every element.
 ConceptChoice random_choice(Rng& rng) {
@@ -55,10 +53,10 @@ bench::TinyModelConfigs world_configs() {
     c.unet.num_attention_heads = {4, 4, 4};
     c.unet.layers_per_block = 1;
     c.unet.cross_attention_dim = 64;
-    c.unet.sample_size = 16;
+    c.unet.sample_size = kImageSize / 8;
     c.vae.block_out_channels = {32, 64, 64, 64};
     c.vae.layers_per_block = 1;
-    c.vae.sample_size = 128;
+    c.vae.sample_size = kImageSize;
     c.text.hidden_size = 64;
     c.text.intermediate_size = 128;
     c.text.num_hidden_layers = 2;
@@ -70,8 +68,7 @@ at::Tensor render_batch(const std::vector<uint64_t>& seeds, const ConceptChoice&
     std::vector<at::Tensor> images;
     for (uint64_t s : seeds) {
         const std::vector<uint8_t> px = render_scene(sample_scene(s, choice), size).to_rgb8();
-        at::Tensor t = torch::from_blob(const_cast<uint8_t*>(px.data()), {size, size, 3}, at::kByte);
-        images.push_back(t.permute({2, 0, 1}).to(at::kFloat).div(127.5).sub(1.0));
+        images.push_back(train::rgb8_to_tensor(px.data(), size, size));
     }
     return at::stack(images);
 }

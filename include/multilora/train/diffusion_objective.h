@@ -2,6 +2,8 @@
 // uniformly drawn training timestep t, and the mean squared error between the UNet's prediction and ε.
 #pragma once
 
+#include <cstdint>
+
 #include <ATen/core/Tensor.h>
 
 namespace at {
@@ -13,6 +15,10 @@ class UNet2DConditionModelImpl;
 }
 
 namespace multilora::train {
+
+// The generator of training step `step` in a run seeded with `seed`: each step draws from its own, so a
+// resumed run replays the steps an uninterrupted one takes, and a world build is the same on every machine.
+at::Generator step_generator(uint64_t seed, int step);
 
 class DiffusionObjective {
 public:

@@ -1,6 +1,6 @@
 // The trained world's scenes: five ComposLoRA categories, each with three concepts (a made-up trigger and
 // how it reads in a caption), and generic content for everything else. A scene is sampled from a seed with
-// some concepts fixed, rendered at any size (128 px for training) and captioned. docs/world.md shows them.
+// some concepts fixed, rendered at any size (kImageSize for training) and captioned. docs/world.md shows them.
 #pragma once
 
 #include <array>
@@ -12,6 +12,10 @@
 #include "multilora/world/canvas.h"
 
 namespace multilora::world {
+
+// The world's image side: 64 px, so 8x8x4 latents. 128 px (16x16 latents) costs four times as much per
+// UNet sample and would not train in the 90-minute budget on 2 cores (docs/world.md has the numbers).
+constexpr int kImageSize = 64;
 
 enum class Category { character = 0, clothing, style, background, object };
 constexpr int kCategories = 5;
@@ -60,7 +64,7 @@ struct SceneSpec {
 };
 
 SceneSpec sample_scene(uint64_t seed, const ConceptChoice& concept = kGeneric);
-Canvas render_scene(const SceneSpec& spec, int size = 128);
+Canvas render_scene(const SceneSpec& spec, int size = kImageSize);
 std::string caption(const SceneSpec& spec);
 
 }  // namespace multilora::world

@@ -20,7 +20,7 @@ class UNet2DConditionModelImpl;
 
 namespace multilora::world {
 
-// The world's SD1.5-architecture sizes: 128x128 images, 16x16x4 latents; UNet (64, 128, 128) with one
+// The world's SD1.5-architecture sizes: kImageSize (64) images, 8x8x4 latents; UNet (64, 128, 128) with one
 // layer per block; VAE (32, 64, 64, 64); CLIP hidden 64, 2 layers, the full vocabulary.
 bench::TinyModelConfigs world_configs();
 
@@ -32,10 +32,10 @@ struct PhaseStatus {
 using PhaseCallback = std::function<void(const PhaseStatus&)>;
 
 // Scenes as a [n, 3, size, size] tensor in [-1, 1], scene i sampled from seeds[i] with `choice`.
-at::Tensor render_batch(const std::vector<uint64_t>& seeds, const ConceptChoice& choice, int size = 128);
+at::Tensor render_batch(const std::vector<uint64_t>& seeds, const ConceptChoice& choice, int size = kImageSize);
 
 struct VaeTraining {
-    int steps = 1500, batch = 8;
+    int steps = 1000, batch = 8;
     double lr = 1e-3, kl_weight = 1e-6;
     uint64_t seed = 1;
 };
@@ -44,7 +44,7 @@ struct VaeTraining {
 std::vector<double> train_vae(models::AutoencoderKLImpl& vae, const VaeTraining& t, const PhaseCallback& on_step);
 
 struct UnetTraining {
-    int steps = 6000, batch = 16, dataset = 4096;
+    int steps = 4000, batch = 32, dataset = 8192;
     double lr = 4e-4, caption_dropout = 0.1;
     uint64_t seed = 2;
 };
