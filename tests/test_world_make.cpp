@@ -70,15 +70,32 @@ TEST(WorldMake, QuickBuildLearnsAndItsFilesLoad) {
     EXPECT_EQ(h, 256);
     io::decode_png_rgb(test::read_bytes(out / "pictures" / "losses.png"), &w, &h);
     EXPECT_EQ(w, 512);
+    io::decode_png_rgb(test::read_bytes(out / "pictures" / "concepts.png"), &w, &h);
+    EXPECT_EQ(h, 128 * 16);  // a row of generic scenes, then one per concept
     const std::string readme = test::read_bytes(out / "README.md");
     EXPECT_NE(readme.find(io::sha256_file_hex((out / "world-sd15.safetensors").string())), std::string::npos);
+    EXPECT_NE(readme.find(io::sha256_file_hex((out / "detector.safetensors").string())), std::string::npos);
+    // The LoRA check and the detector's accuracy table, a row per concept each.
+    EXPECT_NE(readme.find("## Does each LoRA draw its element?"), std::string::npos);
+    EXPECT_NE(readme.find("| `background_3` | wavoo sea | 1 |"), std::string::npos) << readme;
+    EXPECT_NE(readme.find("| `object_3` | shroomba | 2 / 2 |"), std::string::npos) << readme;
+    EXPECT_NE(test::read_bytes(out / "world_check.md").find("| `character_1` | zorp | 1 |"), std::string::npos);
+
+    // --evidence-only keeps the trained files and redoes the rest.
+    const std::string model_sha = io::sha256_file_hex((out / "world-sd15.safetensors").string());
+    auto again = test::run_multilora("make-world --quick --evidence-only --out " + out.string());
+    ASSERT_EQ(again.exit_code, 0) << again.output;
+    EXPECT_EQ(io::sha256_file_hex((out / "world-sd15.safetensors").string()), model_sha);
+    auto incomplete = test::run_multilora("make-world --quick --evidence-only --out " + (dir / "nothing").string());
+    EXPECT_EQ(incomplete.exit_code, 2) << incomplete.output;
+    EXPECT_NE(incomplete.output.find("is not a complete world"), std::string::npos) << incomplete.output;
     EXPECT_NE(readme.find("| `object_2` | object | **rumbo apple**"), std::string::npos);
 
     // A LoRA composes with the model in generate.
     auto g = test::run_multilora("generate --model " + (out / "world-sd15.safetensors").string() + " --lora " +
                                  (out / "loras" / "character_1.safetensors").string() + " --lora " +
                                  (out / "loras" / "object_1.safetensors").string() +
-                                 " --method composite --prompt \"zorp with a glint key\" --steps 3 --width 128 --height 128 --out " +
+                                 " --method composite --prompt \"zorp with a glint key\" --steps 3 --width 64 --height 64 --out " +
                                  (dir / "gen").string());
     EXPECT_EQ(g.exit_code, 0) << g.output;
 

@@ -47,6 +47,7 @@ int run(int argc, char** argv) {
     reg(add_batch_command);
     reg(add_train_lora_command);
     reg(add_make_world_command);
+    reg(add_detect_command);
 
     try {
         app.parse(argc, argv);

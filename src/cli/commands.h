@@ -22,6 +22,7 @@ Command add_make_random_model_command(CLI::App& app);
 Command add_batch_command(CLI::App& app);
 Command add_train_lora_command(CLI::App& app);
 Command add_make_world_command(CLI::App& app);
+Command add_detect_command(CLI::App& app);
 
 // Runs the CLI: 0 success, 1 runtime error, 2 usage error.
 int run(int argc, char** argv);

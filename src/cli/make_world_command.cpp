@@ -1,67 +1,145 @@
-// `multilora make-world`: renders the world's scenes and trains its model and one LoRA per concept.
+// `multilora make-world`: renders the world's scenes, trains its model, one LoRA per concept and the element
+// detector, then writes the evidence (pictures, the detector's accuracy, the LoRA check) and the README.
 #include <CLI/CLI.hpp>
 #include <spdlog/spdlog.h>
 
 #include <chrono>
 #include <cstdio>
+#include <filesystem>
 #include <memory>
 
 #include "cli/commands.h"
 #include "cli/progress.h"
+#include "multilora/io/atomic_file.h"
+#include "multilora/pipeline/model_loader.h"
+#include "multilora/pipeline/runtime.h"
+#include "multilora/world/detector.h"
 #include "multilora/world/evidence.h"
 #include "multilora/world/make_world.h"
 
+namespace fs = std::filesystem;
+
 namespace multilora::cli {
+namespace {
+
+struct MakeWorldCli {
+    world::MakeWorldOptions world;
+    int threads = 0;
+    int check_seeds = 20;
+    bool evidence_only = false;
+};
+
+// A progress bar per phase, replaced when the phase changes.
+struct PhaseBars {
+    std::unique_ptr<StepProgress> bar;
+    std::string phase;
+    void update(const std::string& name, int step, int total, double seconds, const std::string& detail) {
+        if (name != phase) {
+            if (bar) bar->finish();
+            bar = std::make_unique<StepProgress>(name);
+            phase = name;
+        }
+        bar->set_detail(detail);
+        bar->update(step - 1, total, seconds);
+    }
+    void finish() { if (bar) bar->finish(), bar.reset(), phase.clear(); }
+};
+
+std::function<void(int, int)> image_ticker(PhaseBars& bars, const std::string& name) {
+    auto last = std::make_shared<std::chrono::steady_clock::time_point>(std::chrono::steady_clock::now());
+    return [&bars, name, last](int done, int total) {
+        const auto now = std::chrono::steady_clock::now();
+        bars.update(name, done, total, std::chrono::duration<double>(now - *last).count(), "");
+        *last = now;
+    };
+}
+
+world::MakeWorldResult train_world(const world::MakeWorldOptions& o, PhaseBars& bars) {
+    auto result = world::make_world(o, [&](const world::PhaseStatus& s) {
+        char detail[48];
+        std::snprintf(detail, sizeof detail, "loss %.4f", s.loss);
+        bars.update(s.phase, s.step, s.total, s.step_seconds, detail);
+    });
+    bars.finish();
+    return result;
+}
+
+// OUT/detector.safetensors and OUT/detector.md; returns the accuracy table.
+std::string train_world_detector(const MakeWorldCli& c, world::ElementDetector& detector, PhaseBars& bars) {
+    world::DetectorTraining t;
+    int held_out = 100;
+    if (c.world.quick) t.steps = 10, t.batch = 8, held_out = 4;
+    pipeline::LoadOptions load;
+    load.model_path = (fs::path(c.world.out) / "world-sd15.safetensors").string();
+    auto sd = pipeline::load_stable_diffusion(load);
+    detector.train(t, sd.vae.get(), [&](const world::DetectorStatus& s) {
+        char detail[48];
+        std::snprintf(detail, sizeof detail, "loss %.4f", s.loss);
+        bars.update("detector", s.step, s.total, s.step_seconds, detail);
+    });
+    bars.finish();
+    // Measured as shipped: saved (float16), then read back.
+    const std::string path = (fs::path(c.world.out) / "detector.safetensors").string();
+    detector.save(path, {{"steps", std::to_string(t.steps)}, {"seed", std::to_string(t.seed)}});
+    detector = world::ElementDetector::load(path);
+    const std::string table = world::evaluate_detector(detector, sd.vae.get(), held_out, t.seed + 1000).markdown();
+    io::write_file_atomic((fs::path(c.world.out) / "detector.md").string(),
+                          "# The world's element detector\n\n" + std::to_string(t.steps) + " steps of " + std::to_string(t.batch) +
+                              " images (seed " + std::to_string(t.seed) + "); " + std::to_string(held_out) +
+                              " held-out scenes per concept from another seed stream, half with the concept.\n\n" + table);
+    return table;
+}
+
+void run_make_world(const MakeWorldCli& c) {
+    pipeline::configure_threads(c.threads);
+    PhaseBars bars;
+    const world::MakeWorldResult result = c.evidence_only ? world::read_world(c.world) : train_world(c.world, bars);
+    io::write_file_atomic(result.lora_info, world::world_lora_info().dump(4) + "\n");  // the concepts' current descriptions
+    world::ElementDetector detector;
+    const std::string accuracy = train_world_detector(c, detector, bars);
+    const std::string pictures = c.world.out + "/pictures";
+    std::vector<std::string> files = {world::write_concept_sheet(pictures + "/concepts.png")};
+    world::write_loss_plot(pictures + "/losses.png", result.losses);
+    files.push_back(pictures + "/losses.png");
+    world::EvidenceOptions ev;
+    if (c.world.quick) ev.steps = 4, ev.seeds = 1;
+    auto evidence = world::write_evidence(c.world.out, pictures, ev, image_ticker(bars, "samples"));
+    bars.finish();
+    files.push_back(evidence.base_grid);
+    files.insert(files.end(), evidence.lora_sheets.begin(), evidence.lora_sheets.end());
+    const world::WorldCheck check = world::check_world(c.world.out, detector, ev, c.world.quick ? 1 : c.check_seeds, image_ticker(bars, "check"));
+    bars.finish();
+    const std::string sections = "## Does each LoRA draw its element?\n\nThe detector's verdicts on images made from seeds not used in training (" +
+                                 std::to_string(ev.steps) + " steps, guidance " + std::to_string(ev.guidance_scale).substr(0, 3) +
+                                 "):\n\n" + check.markdown() + "\n## The element detector\n\n" + accuracy + "\n";
+    world::write_world_readme(c.world, result, files, sections,
+                              {c.world.out + "/detector.safetensors", c.world.out + "/detector.md"});
+    io::write_file_atomic(c.world.out + "/world_check.md", check.markdown());
+    spdlog::info("the world is in {}", c.world.out);
+    std::printf("%s\n%s\n%s", result.model.c_str(), result.lora_info.c_str(), check.markdown().c_str());
+}
+
+}  // namespace
 
 Command add_make_world_command(CLI::App& app) {
-    auto o = std::make_shared<world::MakeWorldOptions>();
+    auto c = std::make_shared<MakeWorldCli>();
     CLI::App* sub = app.add_subcommand("make-world", "Train the small world: an SD1.5-architecture model and one LoRA per concept");
-    sub->add_option("--out,-o", o->out, "Output folder")->capture_default_str();
-    sub->add_option("--seed", o->seed, "World seed (scenes, initial weights, batches)")->capture_default_str();
-    sub->add_flag("--quick", o->quick, "A smoke build: every phase a few steps on little data (about a minute)");
-    sub->footer("Renders 128x128 captioned scenes (five ComposLoRA categories, three concepts each), trains the VAE,\n"
-                "the UNet (the CLIP text encoder keeps its seeded weights) and a kohya LoRA per concept, and writes\n"
-                "OUT/world-sd15.safetensors, OUT/loras/<id>.safetensors, OUT/world_lora_info.json, OUT/training.json.\n"
-                "docs/world.md describes the world.\n"
+    sub->add_option("--out,-o", c->world.out, "Output folder")->capture_default_str();
+    sub->add_option("--seed", c->world.seed, "World seed (scenes, initial weights, batches)")->capture_default_str();
+    sub->add_flag("--quick", c->world.quick, "A smoke build: every phase a few steps on little data (about a minute)");
+    sub->add_flag("--evidence-only", c->evidence_only, "Keep OUT's model and LoRAs; retrain the detector, redo the pictures, the check and the README");
+    sub->add_option("--check-seeds", c->check_seeds, "Seeds per concept for the LoRA check")->capture_default_str();
+    sub->add_option("--threads", c->threads, "CPU threads (0: all cores)")->capture_default_str();
+    sub->footer("Renders 64x64 captioned scenes (five ComposLoRA categories, three concepts each), trains the VAE,\n"
+                "the UNet (the CLIP text encoder keeps its seeded weights), a kohya LoRA per concept and the element\n"
+                "detector, and writes OUT/world-sd15.safetensors, OUT/loras/<id>.safetensors, OUT/world_lora_info.json,\n"
+                "OUT/training.json, OUT/detector.safetensors, OUT/pictures/ and OUT/README.md (with the LoRA check:\n"
+                "how often the detector finds each concept with and without its LoRA). docs/world.md describes the world.\n"
                 "Examples:\n"
                 "  multilora make-world --out models/world\n"
-                "  multilora make-world --quick --out /tmp/world-smoke");
-    return [o] {
-        std::unique_ptr<StepProgress> progress;
-        std::string phase;
-        auto result = world::make_world(*o, [&](const world::PhaseStatus& s) {
-            if (s.phase != phase) {
-                if (progress) progress->finish();
-                progress = std::make_unique<StepProgress>(s.phase);
-                phase = s.phase;
-            }
-            char detail[48];
-            std::snprintf(detail, sizeof detail, "loss %.4f", s.loss);
-            progress->set_detail(detail);
-            progress->update(s.step - 1, s.total, s.step_seconds);
-        });
-        if (progress) progress->finish();
-        const std::string pictures = o->out + "/pictures";
-        std::vector<std::string> files;
-        world::write_loss_plot(pictures + "/losses.png", result.losses);
-        files.push_back(pictures + "/losses.png");
-        world::EvidenceOptions ev;
-        if (o->quick) ev.steps = 4, ev.seeds = 1;
-        StepProgress samples("samples");
-        auto last = std::chrono::steady_clock::now();
-        auto evidence = world::write_evidence(o->out, pictures, ev, [&](int done, int total) {
-            const auto now = std::chrono::steady_clock::now();
-            samples.update(done - 1, total, std::chrono::duration<double>(now - last).count());
-            last = now;
-        });
-        samples.finish();
-        files.push_back(evidence.base_grid);
-        files.insert(files.end(), evidence.lora_sheets.begin(), evidence.lora_sheets.end());
-        world::write_world_readme(*o, result, files);
-        spdlog::info("the world is in {} (vae {:.0f} s, unet {:.0f} s, loras {:.0f} s)", o->out, result.seconds["vae"],
-                     result.seconds["unet"], result.seconds["loras"]);
-        std::printf("%s\n%s\n", result.model.c_str(), result.lora_info.c_str());
-    };
+                "  multilora make-world --quick --out /tmp/world-smoke\n"
+                "  multilora make-world --evidence-only --out models/world");
+    return [c] { run_make_world(*c); };
 }
 
 }  // namespace multilora::cli

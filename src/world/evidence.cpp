@@ -16,6 +16,7 @@
 #include "multilora/pipeline/generation.h"
 #include "multilora/pipeline/model_loader.h"
 #include "multilora/world/canvas.h"
+#include "multilora/world/detector.h"
 #include "multilora/world/scene.h"
 
 namespace fs = std::filesystem;
@@ -24,13 +25,32 @@ namespace multilora::world {
 
 namespace {
 
+// Attaching a LoRA logs a line; 2 x 15 x seeds of them would bury the progress bar. Warnings still show.
+struct QuietLogs {
+    spdlog::level::level_enum level = spdlog::get_level();
+    QuietLogs() { spdlog::set_level(std::max(level, spdlog::level::warn)); }
+    ~QuietLogs() { spdlog::set_level(level); }
+};
+
+// A kImageSize image shown at kTile px (nearest neighbour: every pixel the model drew stays visible).
+std::vector<uint8_t> enlarged(const std::vector<uint8_t>& rgb, int size, int tile) {
+    std::vector<uint8_t> out(static_cast<size_t>(tile) * tile * 3);
+    for (int y = 0; y < tile; ++y)
+        for (int x = 0; x < tile; ++x)
+            for (int c = 0; c < 3; ++c)
+                out[(static_cast<size_t>(y) * tile + x) * 3 + c] = rgb[(static_cast<size_t>(y * size / tile) * size + x * size / tile) * 3 + c];
+    return out;
+}
+
 // A sheet of 128 px tiles, `cols` per row, each row labelled on its left.
 struct Sheet {
     static constexpr int kTile = 128, kLabel = 150;
     int cols;
     batch::Canvas canvas;
     Sheet(int cols_, int rows) : cols(cols_), canvas(kLabel + kTile * cols_, kTile * rows) {}
-    void put(int row, int col, const std::vector<uint8_t>& rgb) { canvas.blit(kLabel + col * kTile, row * kTile, rgb, kTile, kTile); }
+    void put(int row, int col, const std::vector<uint8_t>& rgb) {
+        canvas.blit(kLabel + col * kTile, row * kTile, enlarged(rgb, kImageSize, kTile), kTile, kTile);
+    }
     void label(int row, const std::string& line1, const std::string& line2) {
         static const uint8_t black[3] = {20, 20, 20}, grey[3] = {90, 90, 90};
         canvas.text(6, row * kTile + 44, line1, 2, black, kLabel - 10);
@@ -42,13 +62,18 @@ struct Sheet {
 struct Generator {
     pipeline::StableDiffusionModel model;
     EvidenceOptions o;
+    static Generator open(const std::string& world_dir, const EvidenceOptions& o) {
+        pipeline::LoadOptions load;
+        load.model_path = (fs::path(world_dir) / "world-sd15.safetensors").string();
+        return Generator{pipeline::load_stable_diffusion(load), o};
+    }
     std::vector<uint8_t> image(const std::string& prompt, uint64_t seed, const std::string& lora) {
         pipeline::GenerationRequest r;
         r.prompt = prompt;
         r.steps = o.steps;
         r.guidance_scale = o.guidance_scale;
         r.seed = seed;
-        r.width = r.height = 128;
+        r.width = r.height = kImageSize;
         std::unique_ptr<lora::AdapterSet> adapters;
         if (!lora.empty())
             adapters = std::make_unique<lora::AdapterSet>(*model.unet, *model.text_encoder, model.unet->config().to_json(),
@@ -61,19 +86,28 @@ struct Generator {
 
 }  // namespace
 
+std::string write_concept_sheet(const std::string& path, int seeds, uint64_t first_seed) {
+    io::ensure_writable_dir(fs::path(path).parent_path().string());
+    Sheet sheet(seeds, static_cast<int>(concepts().size()) + 1);
+    sheet.label(0, "generic", "base data");
+    for (int s = 0; s < seeds; ++s) sheet.put(0, s, render_scene(sample_scene(first_seed + s)).to_rgb8());
+    int row = 1;
+    for (const Concept& c : concepts()) {
+        ConceptChoice choice = kGeneric;
+        choice[static_cast<int>(c.category)] = c.index;
+        sheet.label(row, c.trigger, category_name(c.category));
+        for (int s = 0; s < seeds; ++s) sheet.put(row, s, render_scene(sample_scene(first_seed + 100 * row + s, choice)).to_rgb8());
+        ++row;
+    }
+    sheet.write(path);
+    return path;
+}
+
 EvidenceFiles write_evidence(const std::string& world_dir, const std::string& out_dir, const EvidenceOptions& o,
                              const std::function<void(int, int)>& on_image) {
     io::ensure_writable_dir(out_dir);
-    // Attaching a LoRA logs a line; 2 x 15 x seeds of them would bury the progress bar.
-    const auto level = spdlog::get_level();
-    spdlog::set_level(std::max(level, spdlog::level::warn));
-    struct Restore {
-        spdlog::level::level_enum level;
-        ~Restore() { spdlog::set_level(level); }
-    } restore{level};
-    pipeline::LoadOptions load;
-    load.model_path = (fs::path(world_dir) / "world-sd15.safetensors").string();
-    Generator gen{pipeline::load_stable_diffusion(load), o};
+    QuietLogs quiet;
+    Generator gen = Generator::open(world_dir, o);
     const int total = 2 * o.seeds + static_cast<int>(concepts().size()) * 2 * o.seeds;
     int done = 0;
     auto tick = [&] { if (on_image) on_image(++done, total); };
@@ -110,6 +144,53 @@ EvidenceFiles write_evidence(const std::string& world_dir, const std::string& ou
         sheet.write(files.lora_sheets.back());
     }
     return files;
+}
+
+WorldCheck check_world(const std::string& world_dir, const ElementDetector& detector, const EvidenceOptions& o, int seeds,
+                       const std::function<void(int, int)>& on_image) {
+    QuietLogs quiet;
+    Generator gen = Generator::open(world_dir, o);
+    const int total = 2 * seeds + static_cast<int>(concepts().size()) * 2 * seeds;
+    int done = 0;
+    auto tick = [&] { if (on_image) on_image(++done, total); };
+    WorldCheck check;
+    int in_world = 0;
+    for (int i = 0; i < 2 * seeds; ++i) {
+        const uint64_t seed = o.first_seed + 5000 + static_cast<uint64_t>(i);
+        in_world += detector.detect_rgb(gen.image(caption(sample_scene(seed)), seed, ""), kImageSize, kImageSize).is_in_world();
+        tick();
+    }
+    check.base_images = 2 * seeds;
+    check.base_in_world = double(in_world) / check.base_images;
+    for (const Concept& c : concepts()) {
+        ConceptChoice choice = kGeneric;
+        const int k = static_cast<int>(c.category);
+        choice[k] = c.index;
+        const std::string lora = (fs::path(world_dir) / "loras" / (c.id + ".safetensors")).string();
+        int with = 0, without = 0;
+        for (int s = 0; s < seeds; ++s) {
+            const uint64_t seed = o.first_seed + 6000 + 100 * static_cast<uint64_t>(k) + static_cast<uint64_t>(s);
+            const std::string prompt = caption(sample_scene(seed, choice));
+            with += detector.detect_rgb(gen.image(prompt, seed, lora), kImageSize, kImageSize).found[k] == c.index;
+            tick();
+            without += detector.detect_rgb(gen.image(prompt, seed, ""), kImageSize, kImageSize).found[k] == c.index;
+            tick();
+        }
+        check.loras.push_back({c.id, c.trigger, seeds, double(with) / seeds, double(without) / seeds});
+    }
+    return check;
+}
+
+std::string WorldCheck::markdown() const {
+    std::string md = "| concept | trigger | images | found with its LoRA | found without (same prompt and seed) |\n| --- | --- | --- | --- | --- |\n";
+    char line[256];
+    for (const LoraCheck& l : loras) {
+        std::snprintf(line, sizeof line, "| `%s` | %s | %d | %.0f%% | %.0f%% |\n", l.id.c_str(), l.trigger.c_str(), l.images,
+                      100 * l.with_lora, 100 * l.without_lora);
+        md += line;
+    }
+    std::snprintf(line, sizeof line, "\nBase model, generic prompts: %.0f%% of %d images in-world.\n", 100 * base_in_world, base_images);
+    return md + line;
 }
 
 namespace {
@@ -153,8 +234,11 @@ void write_loss_plot(const std::string& path, const std::map<std::string, std::v
     out.blit(0, 0, c.to_rgb8(), static_cast<int>(n), static_cast<int>(n));
     const uint8_t black[3] = {20, 20, 20}, red[3] = {217, 38, 25}, blue[3] = {25, 77, 230}, grey[3] = {140, 140, 140};
     for (double e = lo; e <= hi; e += 1) out.text(4, static_cast<int>(ypos(e)) - 6, "1e" + std::to_string(static_cast<int>(e)), 2, black);
-    for (int q = 0; q <= 4; ++q)
-        out.text(static_cast<int>(left + (right - left) * q / 4.f) - 10, static_cast<int>(bottom) + 8, std::to_string(q * 25) + "%", 2, black);
+    const char* ticks[] = {"0", "1/4", "1/2", "3/4", "end"};  // the font has no '%'
+    for (int q = 0; q <= 4; ++q) {
+        const int x = static_cast<int>(left + (right - left) * q / 4.f) - batch::text_width(ticks[q], 2) / 2;
+        out.text(std::min(x, static_cast<int>(n) - batch::text_width(ticks[q], 2) - 2), static_cast<int>(bottom) + 8, ticks[q], 2, black);
+    }
     out.text(static_cast<int>(left), 8, "loss (smoothed) vs share of training:", 2, black);
     out.text(static_cast<int>(left) + 10, 24, "VAE", 1, red);
     out.text(static_cast<int>(left) + 50, 24, "UNet", 1, blue);

@@ -27,7 +27,7 @@ std::vector<Concept> build_concepts() {
         make(C::clothing, 1, "Zigzag wrap", "zigzag wrap", "a yellow zigzag band across the body"),
         make(C::clothing, 2, "Moop scarf", "moop scarf", "a blue scarf with white stripes and a hanging end"),
         make(C::style, 0, "Inkline", "inkline style", "thick black outlines and flat, posterised colours"),
-        make(C::style, 1, "Tessel", "tessel style", "a mosaic of 8-pixel tiles with dark grout"),
+        make(C::style, 1, "Tessel", "tessel style", "a mosaic of square tiles (a sixteenth of the side) with dark grout"),
         make(C::style, 2, "Pastelle", "pastelle style", "a soft, pale, slightly blurred palette"),
         make(C::background, 0, "Brixel wall", "brixel wall", "red-brown bricks with light mortar"),
         make(C::background, 1, "Starfall sky", "starfall sky", "a navy night sky with white stars and a crescent moon"),

@@ -1,5 +1,5 @@
 // Styles, applied to the finished picture: inkline (thick outlines, posterised colours), tessel (a mosaic
-// of 8-pixel tiles with dark grout), pastelle (pale and slightly blurred). No generic style.
+// of square tiles, a sixteenth of the side, with dark grout), pastelle (pale and slightly blurred). No generic style.
 #include <algorithm>
 #include <cmath>
 #include <vector>

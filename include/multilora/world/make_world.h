@@ -26,7 +26,7 @@ struct MakeWorldOptions {
 struct WorldPlan {
     VaeTraining vae;
     UnetTraining unet;
-    int lora_steps = 400, lora_batch = 8, lora_images = 64, lora_rank = 8;
+    int lora_steps = 250, lora_batch = 8, lora_images = 64, lora_rank = 8;
     double lora_lr = 1e-3;
 };
 WorldPlan world_plan(const MakeWorldOptions& options);
@@ -40,9 +40,15 @@ struct MakeWorldResult {
 
 MakeWorldResult make_world(const MakeWorldOptions& options, const PhaseCallback& on_step);
 
+// The result of an earlier make_world in `options.out`, read back from its files and training.json (for
+// rebuilding the evidence without training). Throws UsageError when the world is incomplete.
+MakeWorldResult read_world(const MakeWorldOptions& options);
+
 // OUT/README.md: what each concept looks like, the training settings, the seed, the build time, the pictures
 // (evidence.h) and the SHA-256 of every file make-world wrote.
-void write_world_readme(const MakeWorldOptions& options, const MakeWorldResult& result, const std::vector<std::string>& pictures);
+// `sections` are extra markdown sections (the detector's accuracy, the LoRA check), placed before the files.
+void write_world_readme(const MakeWorldOptions& options, const MakeWorldResult& result, const std::vector<std::string>& pictures,
+                        const std::string& sections = "", const std::vector<std::string>& other_files = {});
 
 // The world's lora_info (ComposLoRA's format) as JSON.
 nlohmann::json world_lora_info();
