@@ -1,27 +1,32 @@
 #!/usr/bin/env bash
-# Fresh Debian 12 machine -> dependencies installed, Release build, the tiny embedded model and its example
-# LoRAs written, one plain image and one image per composition method generated. Prints where they went.
+# Fresh Debian 12 machine -> dependencies installed, Release build, then pictures from the trained world that
+# ships in models/world/ (docs/world.md): a creature from the base model, zorp holding a glint key under every
+# composition method, a weight schedule, and the ComposLoRA-style batch over four of the world's LoRAs with
+# its comparison sheets and gallery. Prints where they went. About two minutes after the build on 2 cores.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/install_deps.sh
 scripts/build.sh
 BIN=${BUILD_DIR:-build}/multilora
-"$BIN" make-tiny --out models >/dev/null
-common=(--model models/tiny-sd15.safetensors --prompt "a watercolor fox in a snowy forest" --negative-prompt "blurry"
-        --steps 20 --seed 42 --width 256 --height 256 --out out --overwrite)
-"$BIN" generate "${common[@]}" --name demo >/dev/null
+W=models/world
+common=(--model "$W/world-sd15.safetensors" --steps 30 --guidance-scale 5 --seed 42 --width 64 --height 64
+        --lora-scale 1 --out out --overwrite)
+"$BIN" generate "${common[@]}" --prompt "a round creature with a ball on a striped background" --name demo >/dev/null
 methods=(merge switch composite w-composite loratorio cmlora w-switch klora multlfg)
 for method in "${methods[@]}"; do
-  "$BIN" generate "${common[@]}" --name "demo-$method" --method "$method" \
-    --lora models/loras/tiny-character.safetensors --triggers "tiny fox, red fur" \
-    --lora models/loras/tiny-style.safetensors:0.8 --triggers "watercolor, soft edges" >/dev/null
+  "$BIN" generate "${common[@]}" --prompt "zorp with a glint key on a striped background" --name "demo-$method" \
+    --method "$method" --lora "$W/loras/character_1.safetensors" --triggers "zorp" \
+    --lora "$W/loras/object_1.safetensors" --triggers "glint key" >/dev/null
 done
-# A weight schedule under Merge: the character fades out as the style comes in.
-"$BIN" generate "${common[@]}" --name demo-schedule --method merge \
-  --lora models/loras/tiny-character.safetensors:1@0,0.3@0.5 --lora models/loras/tiny-style.safetensors:0@0,1@1:linear >/dev/null
-# The ComposLoRA-style batch over the tiny LoRAs (6 sets x 9 methods, comparison sheets and a gallery).
-"$BIN" batch configs/tiny-smoke.json >/dev/null
+# A weight schedule under Merge: the brick wall comes in over the second half of the steps.
+"$BIN" generate "${common[@]}" --prompt "zorp on a brixel wall" --name demo-schedule --method merge \
+  --lora "$W/loras/character_1.safetensors" --lora "$W/loras/background_1.safetensors:0@0,0@0.5,1@1:linear" >/dev/null
+# The ComposLoRA-style batch over four of the world's LoRAs (6 sets x 9 methods, comparison sheets and a gallery).
+"$BIN" batch configs/world-smoke.json >/dev/null
+# Which of the world's concepts the element detector finds in each picture.
+"$BIN" detect --world "$W" out/demo.png out/demo-*.png > out/demo-detected.jsonl
 echo "demo image: $(pwd)/out/demo.png (manifest: $(pwd)/out/demo.json)"
-echo "with two LoRAs: $(for m in "${methods[@]}"; do printf '%s ' "$(pwd)/out/demo-$m.png"; done)"
+echo "zorp with a glint key: $(for m in "${methods[@]}"; do printf '%s ' "$(pwd)/out/demo-$m.png"; done)"
 echo "with a weight schedule: $(pwd)/out/demo-schedule.png"
-echo "batch gallery: $(pwd)/out/tiny-smoke/index.html"
+echo "what the detector found: $(pwd)/out/demo-detected.jsonl"
+echo "batch gallery: $(pwd)/out/world-smoke/index.html"
