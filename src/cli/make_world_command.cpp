@@ -94,7 +94,8 @@ void run_make_world(const MakeWorldCli& c) {
     pipeline::configure_threads(c.threads);
     PhaseBars bars;
     const world::MakeWorldResult result = c.evidence_only ? world::read_world(c.world) : train_world(c.world, bars);
-    io::write_file_atomic(result.lora_info, world::world_lora_info().dump(4) + "\n");  // the concepts' current descriptions
+    // An earlier build's lora_info may carry older descriptions of the concepts; make_world wrote the current ones.
+    if (c.evidence_only) io::write_file_atomic(result.lora_info, world::world_lora_info().dump(4) + "\n");
     world::ElementDetector detector;
     const std::string accuracy = train_world_detector(c, detector, bars);
     const std::string pictures = c.world.out + "/pictures";

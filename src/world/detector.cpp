@@ -12,6 +12,7 @@
 #include "multilora/train/image_folder.h"
 #include "multilora/util/clock.h"
 #include "multilora/util/error.h"
+#include "multilora/world/world_training.h"
 
 namespace multilora::world {
 
@@ -22,16 +23,11 @@ constexpr int kOutputs = kCategories * kClasses + 1;  // + the in-world logit
 constexpr const char* kFormat = "multilora-world-detector-1";
 
 // Which concept each category shows, drawn independently: half the time none (generic content).
-ConceptChoice random_choice(Rng& rng) {
+ConceptChoice independent_choice(Rng& rng) {
     ConceptChoice c = kGeneric;
     for (int k = 0; k < kCategories; ++k)
         if (rng.chance(0.5f)) c[k] = rng.below(3);
     return c;
-}
-
-at::Tensor render(uint64_t seed, const ConceptChoice& choice) {
-    const std::vector<uint8_t> px = render_scene(sample_scene(seed, choice)).to_rgb8();
-    return train::rgb8_to_tensor(px.data(), kImageSize, kImageSize);
 }
 
 at::Tensor labels_of(const ConceptChoice& c) {
@@ -139,7 +135,8 @@ at::Tensor negatives(int n, Rng& rng, at::Generator& gen) {
             out.push_back(at::upsample_bilinear2d(coarse, {kImageSize, kImageSize}, false)[0]);
         } else {
             const int p = 8, g = kImageSize / p;
-            at::Tensor patches = render(rng.next(), random_choice(rng)).reshape({3, g, p, g, p}).permute({1, 3, 0, 2, 4}).reshape({g * g, 3, p, p});
+            const ConceptChoice c = independent_choice(rng);  // drawn before the scene's seed, in this order
+            at::Tensor patches = render_batch({rng.next()}, c)[0].reshape({3, g, p, g, p}).permute({1, 3, 0, 2, 4}).reshape({g * g, 3, p, p});
             patches = patches.index_select(0, at::randperm(g * g, gen));
             out.push_back(patches.reshape({g, g, 3, p, p}).permute({2, 0, 3, 1, 4}).reshape({3, kImageSize, kImageSize}));
         }
@@ -163,8 +160,8 @@ Batch training_batch(const DetectorTraining& t, int step, models::AutoencoderKLI
     b.scenes = t.batch - static_cast<int>(std::lround(t.batch * t.negative_share));
     std::vector<at::Tensor> images, labels;
     for (int i = 0; i < b.scenes; ++i) {
-        const ConceptChoice c = random_choice(rng);
-        images.push_back(render(rng.next(), c));
+        const ConceptChoice c = independent_choice(rng);
+        images.push_back(render_batch({rng.next()}, c)[0]);
         labels.push_back(labels_of(c));
     }
     at::Tensor scenes = at::stack(images);
@@ -229,9 +226,6 @@ std::vector<Verdict> ElementDetector::detect(const at::Tensor& images) const {
 }
 
 Verdict ElementDetector::detect_rgb(const std::vector<uint8_t>& rgb, int width, int height) const {
-    if (width != kImageSize || height != kImageSize)
-        throw RuntimeError("the world detector takes " + std::to_string(kImageSize) + "x" + std::to_string(kImageSize) +
-                           " images, not " + std::to_string(width) + "x" + std::to_string(height));
     return detect(train::rgb8_to_tensor(rgb.data(), width, height).unsqueeze(0)).at(0);
 }
 
@@ -256,11 +250,11 @@ DetectorReport evaluate_detector(const ElementDetector& d, models::AutoencoderKL
         std::vector<ConceptChoice> choices;
         std::vector<at::Tensor> images;
         for (int i = 0; i < per_concept; ++i) {
-            ConceptChoice c = random_choice(rng);
+            ConceptChoice c = independent_choice(rng);
             c[static_cast<int>(all[target].category)] = all[target].index;
             if (i % 2 == 1) c[static_cast<int>(all[target].category)] = rng.chance(0.5f) ? -1 : (all[target].index + 1 + rng.below(2)) % 3;
             choices.push_back(c);
-            images.push_back(render(rng.next(), c));
+            images.push_back(render_batch({rng.next()}, c)[0]);
         }
         const at::Tensor x = at::stack(images);
         const auto on_render = d.detect(x);
