@@ -83,9 +83,11 @@ TEST(WorldMake, QuickBuildLearnsAndItsFilesLoad) {
 
     // --evidence-only keeps the trained files and redoes the rest.
     const std::string model_sha = io::sha256_file_hex((out / "world-sd15.safetensors").string());
-    auto again = test::run_multilora("make-world --quick --evidence-only --out " + out.string());
+    // --check-seeds sets the LoRA check's images per concept, --quick or not.
+    auto again = test::run_multilora("make-world --quick --evidence-only --check-seeds 2 --out " + out.string());
     ASSERT_EQ(again.exit_code, 0) << again.output;
     EXPECT_EQ(io::sha256_file_hex((out / "world-sd15.safetensors").string()), model_sha);
+    EXPECT_NE(test::read_bytes(out / "world_check.md").find("| `character_1` | zorp | 2 |"), std::string::npos);
     auto incomplete = test::run_multilora("make-world --quick --evidence-only --out " + (dir / "nothing").string());
     EXPECT_EQ(incomplete.exit_code, 2) << incomplete.output;
     EXPECT_NE(incomplete.output.find("is not a complete world"), std::string::npos) << incomplete.output;

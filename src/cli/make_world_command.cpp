@@ -108,7 +108,7 @@ void run_make_world(const MakeWorldCli& c) {
     bars.finish();
     files.push_back(evidence.base_grid);
     files.insert(files.end(), evidence.lora_sheets.begin(), evidence.lora_sheets.end());
-    const world::WorldCheck check = world::check_world(c.world.out, detector, ev, c.world.quick ? 1 : c.check_seeds, image_ticker(bars, "check"));
+    const world::WorldCheck check = world::check_world(c.world.out, detector, ev, c.check_seeds, image_ticker(bars, "check"));
     bars.finish();
     const std::string sections = "## Does each LoRA draw its element?\n\nThe detector's verdicts on images made from seeds not used in training (" +
                                  std::to_string(ev.steps) + " steps, guidance " + std::to_string(ev.guidance_scale).substr(0, 3) +
@@ -129,7 +129,8 @@ Command add_make_world_command(CLI::App& app) {
     sub->add_option("--seed", c->world.seed, "World seed (scenes, initial weights, batches)")->capture_default_str();
     sub->add_flag("--quick", c->world.quick, "A smoke build: every phase a few steps on little data (about a minute)");
     sub->add_flag("--evidence-only", c->evidence_only, "Keep OUT's model and LoRAs; retrain the detector, redo the pictures, the check and the README");
-    sub->add_option("--check-seeds", c->check_seeds, "Seeds per concept for the LoRA check")->capture_default_str();
+    CLI::Option* check_seeds =
+        sub->add_option("--check-seeds", c->check_seeds, "Seeds per concept for the LoRA check (--quick: 1 unless given)")->capture_default_str();
     sub->add_option("--threads", c->threads, "CPU threads (0: all cores)")->capture_default_str();
     sub->footer("Renders 64x64 captioned scenes (five ComposLoRA categories, three concepts each), trains the VAE,\n"
                 "the UNet (the CLIP text encoder keeps its seeded weights), a kohya LoRA per concept and the element\n"
@@ -140,7 +141,10 @@ Command add_make_world_command(CLI::App& app) {
                 "  multilora make-world --out models/world\n"
                 "  multilora make-world --quick --out /tmp/world-smoke\n"
                 "  multilora make-world --evidence-only --out models/world");
-    return [c] { run_make_world(*c); };
+    return [c, check_seeds] {
+        if (c->world.quick && check_seeds->count() == 0) c->check_seeds = 1;
+        run_make_world(*c);
+    };
 }
 
 }  // namespace multilora::cli
