@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Installs multilora's build and runtime dependencies from Debian 12 packages (needs root or sudo).
+# Installs multilora's build and runtime dependencies from Debian 12 packages (needs root or sudo);
+# --tests adds the test suite's (chromium).
 # OpenBLAS is required: without it Debian's libtorch runs matrix products on the reference BLAS
 # (measured 5.5 GFLOP/s fp32, against 133 GFLOP/s with libopenblas0-openmp).
 set -euo pipefail
@@ -9,6 +10,8 @@ PACKAGES=(
   libtorch-dev libopenblas0-openmp zlib1g-dev
   libcli11-dev nlohmann-json3-dev libspdlog-dev libstb-dev libgtest-dev libcurl4-openssl-dev
 )
+# --tests: what the test suite needs besides: headless Chromium opens the pages multilora writes.
+if [ "${1:-}" = "--tests" ]; then PACKAGES+=(chromium); fi
 
 missing=()
 for p in "${PACKAGES[@]}"; do

@@ -416,3 +416,51 @@ TEST(BatchShards, ParsingAndSlurmDefaults) {
     unsetenv("SLURM_ARRAY_TASK_ID");
     unsetenv("SLURM_ARRAY_TASK_MIN");
 }
+
+// configs/world-testbed.json: every set of the world (3 characters; 3 concepts in each of 4 other categories):
+// k = 2: 3·4·3 = 36, k = 3: 3·C(4,2)·9 = 162, k = 4: 3·C(4,3)·27 = 324, k = 5: 3·81 = 243 sets; 8 seeds; 9 methods,
+// K-LoRA at k = 2 only: 8·(36·9 + 729·8) = 49 248 images. --quick: the characters and one concept of each other
+// category: 12 + 18 + 12 + 3 = 45 sets, 2 seeds: 2·(12·9 + 33·8) = 744 images, in its own folder.
+TEST(BatchConfig, WorldTestbedAndItsQuickSubset) {
+    const std::string path = (configs_dir() / "world-testbed.json").string();
+    const batch::BatchConfig full = batch::load_batch_config(path);
+    const batch::BatchPlan plan = batch::make_plan(full);
+    EXPECT_EQ(plan.sets.size(), 765u);
+    EXPECT_EQ(plan.images.size(), 49248u);
+    const batch::BatchConfig quick = batch::load_batch_config(path, true);
+    const batch::BatchPlan qplan = batch::make_plan(quick);
+    EXPECT_EQ(qplan.sets.size(), 45u);
+    EXPECT_EQ(qplan.images.size(), 744u);
+    EXPECT_EQ(quick.seeds, (std::vector<uint64_t>{1, 2}));
+    EXPECT_EQ(fs::path(quick.out).filename(), "world-testbed-quick");
+    EXPECT_EQ(quick.methods, full.methods);
+    EXPECT_EQ(quick.steps, full.steps);
+}
+
+TEST(BatchConfig, QuickSubsetErrors) {
+    auto usage_error = [](const std::function<void()>& f) {
+        try {
+            f();
+        } catch (const UsageError& e) {
+            return std::string(e.what());
+        }
+        return std::string("(no error)");
+    };
+    EXPECT_NE(usage_error([&] { batch::load_batch_config(write_config(base_config(), "noquick").string(), true); })
+                  .find("--quick asks for the config's \"quick\" subset, and it has none"),
+              std::string::npos);
+    auto j = base_config();
+    j["quick"] = "yes";
+    EXPECT_NE(config_error(j).find("quick: expected an object of batch keys"), std::string::npos);
+    j["quick"] = ordered_json{{"quick", ordered_json::object()}};
+    EXPECT_NE(config_error(j).find("quick.quick: a quick subset cannot hold another"), std::string::npos);
+    j["quick"] = ordered_json{{"seedz", {1}}};
+    const fs::path p = write_config(j, "quick-typo");
+    EXPECT_NE(usage_error([&] { batch::load_batch_config(p.string(), true); }).find("seedz: unknown key (did you mean \"seeds\"?)"),
+              std::string::npos);
+    j["quick"] = ordered_json{{"seeds", {5, 6}}, {"k", {2}}};
+    const batch::BatchConfig q = batch::load_batch_config(write_config(j, "quick-ok").string(), true);
+    EXPECT_EQ(q.seeds, (std::vector<uint64_t>{5, 6}));
+    EXPECT_EQ(q.ks, (std::vector<int>{2}));
+    EXPECT_EQ(batch::load_batch_config(write_config(j, "quick-off").string()).seeds, (std::vector<uint64_t>{111}));
+}

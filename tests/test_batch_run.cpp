@@ -7,6 +7,7 @@
 #include <random>
 
 #include "batch_test_support.h"
+#include "page_check.h"
 #include "multilora/io/png_writer.h"
 #include "multilora/io/sha256.h"
 
@@ -148,6 +149,14 @@ TEST(BatchRun, ShippedTinySmokeConfigRunsFromItsOwnFolder) {
     ASSERT_EQ(again.exit_code, 0) << again.output;
     EXPECT_NE(again.output.find("nothing to generate"), std::string::npos) << again.output;
     EXPECT_EQ(before, test::snapshot(d.out));
+
+    // The gallery in headless Chromium: no console message, every image loads (51 images and their sheets).
+    const auto page = test::check_page(d.out / "index.html");
+    ASSERT_EQ(page.error, "");
+    EXPECT_TRUE(page.console.empty()) << page.console.front();
+    EXPECT_GE(page.images, 51);
+    EXPECT_TRUE(page.broken_images.empty()) << page.broken_images.size() << " broken, first " << page.broken_images.front();
+    EXPECT_NE(page.text.find("Tiny Watercolor Style"), std::string::npos);
     EXPECT_EQ(test::logged_pngs(d.out).size(), kShippedImages);
     (void)elsewhere;
 }

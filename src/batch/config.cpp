@@ -175,7 +175,7 @@ const std::vector<std::string>& batch_config_keys() {
         "negative_prompt", "methods",        "k",           "seeds",     "steps",           "guidance_scale",
         "width",          "height",          "scheduler",   "lora_scale", "switch_interval", "switch_schedule",
         "out",            "threads",         "dtype",       "device",    "long_prompt",     "max_batch_rows",
-        "method_args"};
+        "method_args",    "quick"};
     return keys;
 }
 
@@ -481,7 +481,32 @@ void read_lora_info(ConfigReader& r, BatchConfig& c, const std::vector<std::pair
 
 }  // namespace
 
-BatchConfig parse_batch_config(const ojson& j, const std::string& config_path) {
+namespace {
+
+// The config with its "quick" object's keys laid over the top level (`use` true), or only checked (false):
+// "quick" must be an object of batch keys other than "quick".
+ojson with_quick_subset(const ojson& j, const std::string& config_path, bool use) {
+    auto q = j.is_object() ? j.find("quick") : j.end();
+    if (q == j.end()) {
+        if (use) throw UsageError(config_path + ": --quick asks for the config's \"quick\" subset, and it has none");
+        return j;
+    }
+    if (!q->is_object())
+        throw UsageError(config_path + ": quick: expected an object of batch keys (the --quick subset), got " + type_name(*q));
+    ojson merged = j;
+    merged.erase("quick");
+    for (const auto& [key, value] : q->items()) {
+        if (key == "quick") throw UsageError(config_path + ": quick.quick: a quick subset cannot hold another");
+        if (!key.empty() && key[0] == '_') continue;
+        if (use) merged[key] = value;
+    }
+    return merged;
+}
+
+}  // namespace
+
+BatchConfig parse_batch_config(const ojson& source, const std::string& config_path, bool quick) {
+    const ojson j = with_quick_subset(source, config_path, quick);
     BatchConfig c;
     c.config_path = config_path;
     c.config_dir = fs::path(config_path).parent_path().string();
@@ -511,7 +536,7 @@ BatchConfig parse_batch_config(const ojson& j, const std::string& config_path) {
     return c;
 }
 
-BatchConfig load_batch_config(const std::string& path) {
+BatchConfig load_batch_config(const std::string& path, bool quick) {
     std::error_code ec;
     if (!fs::exists(path, ec)) throw UsageError("config file not found: '" + path + "'");
     if (fs::is_directory(path, ec)) throw UsageError("'" + path + "' is a folder; pass a config .json file");
@@ -527,7 +552,7 @@ BatchConfig load_batch_config(const std::string& path) {
     } catch (const std::exception& e) {
         throw UsageError(path + ": not valid JSON: " + e.what());
     }
-    return parse_batch_config(j, path);
+    return parse_batch_config(j, path, quick);
 }
 
 std::vector<std::string> missing_input_files(const BatchConfig& c, const std::vector<std::string>& lora_ids) {

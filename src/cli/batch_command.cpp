@@ -33,6 +33,7 @@ struct BatchCliOptions {
     bool progress = true;
     bool measure = true;
     bool gallery_only = false;
+    bool quick = false;
     std::string out;
 };
 
@@ -120,7 +121,7 @@ void run_batch_command(const BatchCliOptions& o) {
     if (o.gallery_only && o.dry_run) throw UsageError("--gallery-only and --dry-run cannot be combined");
     if (o.threads < -1) throw UsageError("--threads must be 0 (all cores) or a positive count");
 
-    batch::BatchConfig config = batch::load_batch_config(o.config);
+    batch::BatchConfig config = batch::load_batch_config(o.config, o.quick);
     if (!o.out.empty()) config.out = batch::resolve_against("", o.out);  // relative to the working directory
     batch::Shard shard = o.shard.empty() ? batch::shard_from_environment() : batch::parse_shard(o.shard);
     batch::BatchPlan plan = batch::make_plan(config);
@@ -206,6 +207,7 @@ Command add_batch_command(CLI::App& app) {
                     "Run shard I of N (0-based, I/N): sets are dealt round-robin. Default: "
                     "SLURM_ARRAY_TASK_ID/SLURM_ARRAY_TASK_COUNT when set, else the whole plan");
     sub->add_option("--out,-o", o->out, "Output folder instead of the config's \"out\" (relative to the working directory)");
+    sub->add_flag("--quick", o->quick, "Run the config's \"quick\" subset (its keys replace the top-level ones)");
     sub->add_flag("--overwrite", o->overwrite, "Regenerate images made with other settings instead of stopping");
     sub->add_option("--threads", o->threads, "CPU threads (0: all cores; default: the config's \"threads\")");
     sub->add_flag("!--no-progress", o->progress, "No progress bars");
@@ -218,6 +220,7 @@ Command add_batch_command(CLI::App& app) {
         "(PNG + manifest with a matching hash) are skipped. Exit codes: 0 done, 1 runtime error, 2 usage/config error.\n"
         "Examples:\n"
         "  multilora batch configs/tiny-smoke.json\n"
+        "  multilora batch configs/world-testbed.json --quick                 # minutes: then evaluate --scorer world\n"
         "  multilora batch configs/composlora-anime.json --dry-run\n"
         "  multilora batch configs/composlora-anime.json --dry-run --json > plan.jsonl\n"
         "  multilora batch configs/composlora-reality.json --shard 3/8      # or inside a Slurm job array\n"

@@ -1,28 +1,59 @@
-// `multilora evaluate`: the paper's comparative VLM judge and CLIPScore over a `multilora batch` output folder.
+// `multilora evaluate`: the paper's comparative VLM judge, CLIPScore and the trained world's element detector over
+// a `multilora batch` output folder.
 #include <CLI/CLI.hpp>
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
+#include <chrono>
 #include <memory>
 
 #include "cli/commands.h"
+#include "cli/progress.h"
 #include "multilora/eval/evaluator.h"
 #include "multilora/pipeline/runtime.h"
 #include "multilora/util/error.h"
 
 namespace multilora::cli {
 
+namespace {
+
+struct Options {
+    eval::EvalOptions eval;
+    bool no_judge = false;
+    bool no_builtin = false;
+    int threads = 0;
+    std::vector<std::string> scorers;
+    bool progress = true;
+};
+
+// --scorer picks exactly the scorers that run; without it: the judge (unless --no-judge), CLIPScore when asked.
+void choose_scorers(const Options& o, eval::EvalOptions& opts) {
+    auto asked = [&](const char* s) { return std::find(o.scorers.begin(), o.scorers.end(), s) != o.scorers.end(); };
+    if (!o.scorers.empty()) {
+        if (o.no_judge && asked("judge")) throw UsageError("--no-judge contradicts --scorer judge");
+        opts.judge = asked("judge");
+        opts.clipscore = asked("clipscore");
+        opts.world = asked("world");
+        if (!opts.clip_model.empty() && !opts.clipscore)
+            throw UsageError("--clip-model is given but --scorer does not name clipscore");
+    } else {
+        opts.judge = !o.no_judge;
+        if (!opts.clip_model.empty()) opts.clipscore = true;
+    }
+    if (!opts.detector.empty() && !opts.world) throw UsageError("--detector is for --scorer world");
+    opts.builtin_composlora = !o.no_builtin;
+}
+
+}  // namespace
+
 Command add_evaluate_command(CLI::App& app) {
-    struct Options {
-        eval::EvalOptions eval;
-        bool no_judge = false;
-        bool no_builtin = false;
-        int threads = 0;
-    };
     auto o = std::make_shared<Options>();
     eval::EvalOptions& e = o->eval;
     eval::JudgeSettings& j = e.judge_settings;
     CLI::App* sub = app.add_subcommand(
-        "evaluate", "Judge a batch run's compositions with a vision-language model (both orders) and CLIPScore");
+        "evaluate",
+        "Score a batch run's compositions: a vision-language judge (both orders), CLIPScore, or the trained world's "
+        "element detector");
     sub->add_option("--run", e.run_dir, "Batch output folder (holds batch.jsonl and {style}/{k}_elements/)")->required();
     sub->add_option("--base", e.base, "Method every other one is compared with")->capture_default_str();
     sub->add_option("--compare", e.compares, "Method compared with the base; repeatable (default: every other method)");
@@ -60,7 +91,17 @@ Command add_evaluate_command(CLI::App& app) {
     sub->add_option("--clip-text", e.clip_text, "CLIPScore text: prompt (the generation prompt) or triggers")
         ->capture_default_str();
     sub->add_option("--clip-batch", e.clip_batch, "Images per CLIP forward")->capture_default_str();
-    sub->add_option("--threads", o->threads, "CPU threads for CLIP (0: all cores)")->capture_default_str();
+    sub->add_option("--scorer", o->scorers,
+                    "judge, clipscore or world; repeatable; only these run (default: the judge, plus CLIPScore with "
+                    "--clip-model)")
+        ->check(CLI::IsMember({"judge", "clipscore", "world"}));
+    sub->add_option("--detector", e.detector,
+                    "World scorer: the element detector (default: detector.safetensors beside the images' model)");
+    sub->add_option("--bootstrap", e.bootstrap, "World scorer: bootstrap resamples per 95% interval (0: none)")
+        ->capture_default_str();
+    sub->add_option("--threads", o->threads, "CPU threads for CLIP and the world detector (0: all cores)")
+        ->capture_default_str();
+    sub->add_flag("!--no-progress", o->progress, "No progress bar");
     sub->footer(
         "Writes DIR/eval/judgements.jsonl (every request and answer, no key), summary.json, summary.md, report.html;\n"
         "a rerun sends only what is not judged yet. Exit codes: 0 all judged, 1 runtime error or some judgements\n"
@@ -68,14 +109,21 @@ Command add_evaluate_command(CLI::App& app) {
         "Examples:\n"
         "  OPENAI_API_KEY=... multilora evaluate --run out --base merge --compare switch --compare composite\n"
         "  multilora evaluate --run out --compare composite --dry-run\n"
-        "  multilora evaluate --run out --no-judge --clipscore --clip-model models/clip-vit-large-patch14");
+        "  multilora evaluate --run out --no-judge --clipscore --clip-model models/clip-vit-large-patch14\n"
+        "  multilora evaluate --run out/world-testbed-quick --scorer world      # the trained world: offline\n"
+        "  multilora evaluate --run out/world-testbed-quick --scorer world --scorer judge   # both, one summary");
     return [o] {
         eval::EvalOptions opts = o->eval;
-        opts.judge = !o->no_judge;
-        opts.builtin_composlora = !o->no_builtin;
-        if (!opts.clip_model.empty()) opts.clipscore = true;
-        if (opts.clipscore) pipeline::configure_threads(o->threads);
+        choose_scorers(*o, opts);
+        if (opts.clipscore || opts.world) pipeline::configure_threads(o->threads);
+        StepProgress bar("world scorer", o->progress);
+        if (opts.world)
+            opts.on_world_image = [&bar, start = std::chrono::steady_clock::now()](size_t done, size_t total) {
+                const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+                bar.update(static_cast<int>(done) - 1, static_cast<int>(total), done ? s / done : 0);
+            };
         eval::EvalOutcome r = eval::run_evaluation(opts);
+        bar.finish();
         if (r.failed > 0)
             throw RuntimeError(std::to_string(r.failed) + " of " + std::to_string(r.sent) +
                                " judgement(s) sent in this run got no scores (see " + r.eval_dir +

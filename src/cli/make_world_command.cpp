@@ -11,6 +11,7 @@
 #include "cli/commands.h"
 #include "cli/progress.h"
 #include "multilora/io/atomic_file.h"
+#include "multilora/io/sha256.h"
 #include "multilora/pipeline/model_loader.h"
 #include "multilora/pipeline/runtime.h"
 #include "multilora/world/detector.h"
@@ -80,7 +81,9 @@ std::string train_world_detector(const MakeWorldCli& c, world::ElementDetector& 
     bars.finish();
     // Measured as shipped: saved (float16), then read back.
     const std::string path = (fs::path(c.world.out) / "detector.safetensors").string();
-    detector.save(path, {{"steps", std::to_string(t.steps)}, {"seed", std::to_string(t.seed)}});
+    // The model's hash lets `evaluate --scorer world` refuse images made by another model or world.
+    detector.save(path, {{"steps", std::to_string(t.steps)}, {"seed", std::to_string(t.seed)},
+                         {"world_model_sha256", io::sha256_file_hex(load.model_path)}});
     detector = world::ElementDetector::load(path);
     const std::string table = world::evaluate_detector(detector, sd.vae.get(), held_out, t.seed + 1000).markdown();
     io::write_file_atomic((fs::path(c.world.out) / "detector.md").string(),

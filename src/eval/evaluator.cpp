@@ -25,6 +25,7 @@
 #include "multilora/eval/run_index.h"
 #include "multilora/eval/score_parser.h"
 #include "multilora/eval/text_util.h"
+#include "multilora/eval/world_scorer.h"
 #include "multilora/io/atomic_file.h"
 #include "multilora/io/jsonl.h"
 #include "multilora/io/sha256.h"
@@ -45,14 +46,6 @@ std::string trim(std::string s) {
     size_t i = 0;
     while (i < s.size() && std::isspace(static_cast<unsigned char>(s[i]))) ++i;
     return s.substr(i);
-}
-
-std::string relative_to(const std::string& path, const fs::path& dir) {
-    std::error_code ec;
-    fs::path a = fs::absolute(path, ec).lexically_normal();
-    fs::path d = fs::absolute(dir, ec).lexically_normal();
-    fs::path r = a.lexically_relative(d);
-    return r.empty() ? a.string() : r.generic_string();
 }
 
 // A write into a .jsonl file that may end in a cut line: start on a fresh line first.
@@ -135,6 +128,7 @@ struct Evaluation {
     std::vector<JudgedPair> pairs;
     json usage = {{"prompt_tokens", 0}, {"completion_tokens", 0}};
     json clip_summary = nullptr;
+    json world_summary = nullptr;
     std::map<std::string, std::map<std::string, double>> clip_by_set;  // set idx -> method -> score
 
     std::string sha_of(const std::string& path) {
@@ -163,6 +157,7 @@ std::string validate_options(const EvalOptions& o) {
         throw UsageError("--clip-text must be 'prompt' or 'triggers', not '" + o.clip_text + "'");
     if (o.clipscore && o.clip_model.empty()) throw UsageError("--clipscore needs --clip-model PATH");
     if (o.clip_batch < 1) throw UsageError("--clip-batch must be >= 1");
+    if (o.bootstrap < 0 || o.bootstrap > 1000000) throw UsageError("--bootstrap must be between 0 and 1000000");
     const std::string url = chat_completions_url(js.api_base);
     if (o.judge && url.rfind("http://", 0) != 0 && url.rfind("https://", 0) != 0)
         throw UsageError("--api-base must start with http:// or https:// (got '" + js.api_base + "')");
@@ -237,6 +232,18 @@ void describe_loras(Evaluation& ev) {
         spdlog::warn("{} LoRA id(s) have no name or trigger words ({}{}); the judge sees only their ids and the "
                      "generation prompt. Pass --lora-info [STYLE=]FILE (ComposLoRA's lora_info format)",
                      undescribed.size(), *undescribed.begin(), undescribed.size() > 1 ? ", ..." : "");
+}
+
+// The world scorer's checks and detection run before eval/ is created, so a refused run leaves nothing.
+void run_world_scorer(Evaluation& ev) {
+    WorldScoreOptions w;
+    w.detector = ev.o.detector;
+    w.base = ev.o.base;
+    w.compares = ev.compares;
+    w.bootstrap = ev.o.bootstrap;
+    w.eval_dir = (fs::path(ev.o.run_dir) / "eval").string();
+    ev.world_summary = score_world(ev.sets, w, ev.o.on_world_image);
+    ev.outcome.world_images = ev.world_summary["images"].size();
 }
 
 void prepare_eval_dir(Evaluation& ev) {
@@ -807,9 +814,9 @@ json set_row(const Evaluation& ev, size_t i) {
     for (const auto& e : s.elements)
         elems.push_back({{"id", e.id}, {"category", e.category}, {"name", e.name}, {"triggers", e.triggers}});
     row["elements"] = elems;
-    row["sheet"] = s.sheet.empty() ? json(nullptr) : json(relative_to(s.sheet, ev.eval_dir));
+    row["sheet"] = s.sheet.empty() ? json(nullptr) : json(relative_path(s.sheet, ev.eval_dir.string()));
     json images = json::object();
-    for (const auto& [m, img] : s.images) images[m] = relative_to(img.png, ev.eval_dir);
+    for (const auto& [m, img] : s.images) images[m] = relative_path(img.png, ev.eval_dir.string());
     row["images"] = images;
     row["judge"] = set_judge(ev, s);
     auto cs = ev.clip_by_set.find(std::to_string(i));
@@ -843,6 +850,7 @@ json build_summary(const Evaluation& ev) {
     summary["groups"] = agg["groups"];
     summary["method_means"] = agg["method_means"];
     summary["clipscore"] = ev.clip_summary;
+    summary["world"] = ev.world_summary;
     json set_rows = json::array();
     for (size_t i = 0; i < ev.sets.size(); ++i) set_rows.push_back(set_row(ev, i));
     summary["sets"] = set_rows;
@@ -851,8 +859,12 @@ json build_summary(const Evaluation& ev) {
 
 // summary.json, summary.md and report.html.
 void write_summary(const Evaluation& ev) {
-    const json summary = build_summary(ev);
+    json summary = build_summary(ev);
     const fs::path& eval_dir = ev.eval_dir;
+    if (!ev.world_summary.is_null()) {
+        write_world_recall_plot((eval_dir / "world_recall.png").string(), ev.world_summary);
+        summary["world"]["plot"] = "world_recall.png";
+    }
     io::write_file_atomic((eval_dir / "summary.json").string(), summary.dump(2) + "\n");
     io::write_file_atomic((eval_dir / "summary.md").string(), render_summary_markdown(summary));
     io::write_file_atomic((eval_dir / "report.html").string(), render_report_html(summary));
@@ -867,6 +879,7 @@ EvalOutcome run_evaluation(const EvalOptions& o) {
     select_sets(ev);
     resolve_methods(ev);
     describe_loras(ev);
+    if (o.world && !o.dry_run) run_world_scorer(ev);
     prepare_eval_dir(ev);
     render_prompts(ev, load_template(ev));
     plan_jobs(ev);

@@ -196,6 +196,8 @@ std::string judge_line(const json& summary) {
         s << "Judge: " << j.value("model", "?") << " at " << j.value("api_base", "?") << " (temperature "
           << num(j.value("temperature", json()), 2) << ", max tokens " << j.value("max_tokens", 0) << ", prompt "
           << j.value("prompt_template", "built-in") << ").";
+    } else if (summary.value("judgements", json::object()).value("ok", 0) == 0) {
+        return "Judge: not run.";
     } else {
         s << "Judge: " << j.value("model", "?") << " (no requests sent in this run; earlier judgements only).";
     }
@@ -213,10 +215,11 @@ std::string render_summary_markdown(const json& summary) {
     const std::string base = summary.value("base", "");
     md << "# multilora evaluation of `" << summary.value("run", "") << "`\n\n";
     md << judge_line(summary) << " Base method: **" << base << "**.\n\n";
-    md << "Win / tie / loss: percentages of composition sets where the method's score, averaged over both "
-          "presentation orders, is higher than / equal to / lower than the base's. Mean scores are out of 10, "
-          "averaged over every judgement.\n\n";
     const json& groups = summary.value("groups", json::array());
+    if (!groups.empty())
+        md << "Win / tie / loss: percentages of composition sets where the method's score, averaged over both "
+              "presentation orders, is higher than / equal to / lower than the base's. Mean scores are out of 10, "
+              "averaged over every judgement.\n\n";
     const json& means = summary.value("method_means", json::array());
     const std::vector<std::string> methods = methods_of(summary);
     for (const auto& style : styles_of(summary)) {
@@ -296,6 +299,7 @@ std::string render_summary_markdown(const json& summary) {
     if (summary.contains("clipscore") && summary["clipscore"].is_object())
         md << "CLIPScore: 100 · max(cos, 0) with `" << summary["clipscore"].value("model", "") << "`, text: "
            << summary["clipscore"].value("text", "") << ".\n";
+    if (summary.contains("world")) md << "\n" << render_world_markdown(summary["world"]);
     return md.str();
 }
 
@@ -329,8 +333,10 @@ void html_head(std::ostringstream& h, const ReportView& v) {
          "h2{border-bottom:1px solid #ddd;padding-bottom:4px}</style></head><body>\n";
     h << "<h1>multilora evaluation</h1>\n<p>Run: <code>" << html_escape(v.summary.value("run", "")) << "</code></p>\n";
     h << "<p>" << html_escape(judge_line(v.summary)) << " Base method: <b>" << html_escape(v.base) << "</b>.</p>\n";
-    h << "<p class=\"muted\">Win / tie / loss: share of composition sets where the method's score, averaged over "
-         "both presentation orders, is higher than / equal to / lower than the base's. Scores are out of 10.</p>\n";
+    if (!v.groups.empty())
+        h << "<p class=\"muted\">Win / tie / loss: share of composition sets where the method's score, averaged "
+             "over both presentation orders, is higher than / equal to / lower than the base's. Scores are out of "
+             "10.</p>\n";
 }
 
 // Mean scores by k (bars) and win / tie / loss against the base (stacks), for both dimensions.
@@ -502,6 +508,7 @@ std::string render_report_html(const json& summary) {
     const ReportView view(summary);
     html_head(h, view);
     for (const auto& style : styles_of(summary)) style_section(h, view, style);
+    if (summary.contains("world")) h << render_world_html(summary["world"]);
     sets_table(h, view);
     h << "<p class=\"muted\">Written by multilora evaluate. Figures: summary.json; every request and answer: "
          "judgements.jsonl.</p></body></html>\n";

@@ -2,6 +2,7 @@
 
 #include <cmath>
 #include <cstdio>
+#include <filesystem>
 
 namespace multilora::eval {
 
@@ -56,6 +57,15 @@ std::string ascii_lower(std::string_view text) {
     for (char& c : out)
         if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');
     return out;
+}
+
+std::string relative_path(const std::string& path, const std::string& dir) {
+    namespace fs = std::filesystem;
+    std::error_code ec;
+    const fs::path a = fs::absolute(path, ec).lexically_normal();
+    const fs::path d = fs::absolute(dir, ec).lexically_normal();
+    const fs::path r = a.lexically_relative(d);
+    return r.empty() ? a.string() : r.generic_string();
 }
 
 }  // namespace multilora::eval

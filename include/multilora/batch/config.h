@@ -84,9 +84,11 @@ const std::vector<std::string>& batch_config_keys();
 
 // Reads and validates CONFIG.json and its lora_info file. Throws UsageError listing every problem, one per
 // line, each as "CONFIG: key.path: message". Checks no model or LoRA file (see missing_input_files).
-BatchConfig load_batch_config(const std::string& path);
+// `quick`: the config's "quick" object (batch keys, e.g. fewer LoRAs, seeds or methods, and another "out")
+// replaces those keys: `batch --quick`. A config without one is then refused.
+BatchConfig load_batch_config(const std::string& path, bool quick = false);
 // The same from parsed JSON (tests); `config_path` only labels errors and anchors relative paths.
-BatchConfig parse_batch_config(const nlohmann::ordered_json& j, const std::string& config_path);
+BatchConfig parse_batch_config(const nlohmann::ordered_json& j, const std::string& config_path, bool quick = false);
 
 // Model, VAE and LoRA files (of `lora_ids`) that do not exist, as "key: path" lines.
 std::vector<std::string> missing_input_files(const BatchConfig& config, const std::vector<std::string>& lora_ids);

@@ -1,5 +1,6 @@
-// `multilora evaluate`: the comparative VLM judge and CLIPScore over a batch output folder, with
-// DIR/eval/{judgements.jsonl, clipscores.jsonl, summary.json, summary.md, report.html}.
+// `multilora evaluate`: the comparative VLM judge, CLIPScore and the trained world's scorer over a batch output
+// folder, with DIR/eval/{judgements.jsonl, clipscores.jsonl, summary.json, summary.md, report.html,
+// world_recall.png}.
 //
 // judgements.jsonl holds one line per HTTP exchange ("type": "exchange": the request with its images
 // elided to their path and sha256, the HTTP status or transport error, the response body, the parse result)
@@ -10,6 +11,7 @@
 // The API key is never written anywhere.
 #pragma once
 
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -36,6 +38,10 @@ struct EvalOptions {
     std::string clip_model;
     std::string clip_text = "prompt";  // or "triggers"
     int clip_batch = 8;
+    bool world = false;    // the trained world's element detector (world_scorer.h)
+    std::string detector;  // empty: detector.safetensors beside the images' model
+    int bootstrap = 2000;  // resamples per world interval
+    std::function<void(size_t, size_t)> on_world_image;  // (done, total) while the detector runs
 };
 
 struct EvalOutcome {
@@ -45,6 +51,7 @@ struct EvalOutcome {
     size_t failed = 0;     // judgements that ended without scores in this run
     size_t sent = 0;       // judgements attempted in this run
     size_t clip_images = 0;
+    size_t world_images = 0;
     bool dry_run = false;
 };
 

@@ -12,4 +12,8 @@ namespace multilora::eval {
 std::string render_summary_markdown(const nlohmann::json& summary);
 std::string render_report_html(const nlohmann::json& summary);
 
+// The world scorer's sections (the summary's "world" object; empty when it is null).
+std::string render_world_markdown(const nlohmann::json& world);
+std::string render_world_html(const nlohmann::json& world);
+
 }  // namespace multilora::eval

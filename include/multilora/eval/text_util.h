@@ -18,5 +18,9 @@ std::string format_fixed(double value, int decimals);
 // Lower-cases ASCII letters.
 std::string ascii_lower(std::string_view text);
 
+// `path` relative to the folder `dir` (both made absolute and normalised first), in generic form; the
+// absolute path when there is no relative one.
+std::string relative_path(const std::string& path, const std::string& dir);
+
 
 }  // namespace multilora::eval

@@ -36,9 +36,9 @@ struct Verdict {
 };
 
 struct DetectorTraining {
-    int steps = 1600, batch = 48;
+    int steps = 4000, batch = 48;
     double lr = 2e-3;
-    double vae_share = 0.3;       // share of each batch's scenes sent through the VAE first
+    double vae_share = 0.5;       // share of each batch's scenes sent through the VAE first
     double negative_share = 0.2;  // share of each batch that is not a scene (in-world negatives)
     uint64_t seed = 11;
 };
