@@ -244,6 +244,25 @@ TEST(EvalWorld, LoopbackJudgeAgreesWithTheScorer) {
         }
     }
     EXPECT_EQ(compared, 6);  // switch and composite against merge, at k = 2, 3 and all
+    // The judge's composition score is 10 x recall: a perfect correlation, over all 9 images.
+    const json& a = s["world"]["judge_agreement"];
+    EXPECT_EQ(a["images"], 9);
+    EXPECT_NEAR(a["pearson"].get<double>(), 1.0, 1e-12);
+    EXPECT_NEAR(a["spearman"].get<double>(), 1.0, 1e-12);
+}
+
+// Worked by hand: x = 1..4 against y = (1, 3, 2, 4): covariance 4, both variances 5, r = 0.8, and the ranks are the
+// values, so rho = 0.8 too. Ties: x = (1, 1, 2) ranks (1.5, 1.5, 3) against y = 1..3: r = 1.5 / sqrt(1.5 * 2).
+TEST(EvalWorld, Correlations) {
+    using multilora::eval::pearson;
+    using multilora::eval::spearman;
+    EXPECT_NEAR(pearson({1, 2, 3, 4}, {1, 3, 2, 4}), 0.8, 1e-12);
+    EXPECT_NEAR(spearman({1, 2, 3, 4}, {10, 30, 20, 40}), 0.8, 1e-12);
+    EXPECT_NEAR(pearson({1, 2, 3, 4}, {2, 4, 6, 8}), 1.0, 1e-12);
+    EXPECT_NEAR(spearman({1, 1, 2}, {1, 2, 3}), 1.5 / std::sqrt(3.0), 1e-12);
+    EXPECT_NEAR(spearman({1, 2, 3}, {9, 4, 1}), -1.0, 1e-12);
+    EXPECT_TRUE(std::isnan(pearson({1, 1, 1}, {1, 2, 3})));
+    EXPECT_TRUE(std::isnan(spearman({1}, {2})));
 }
 
 // What the scorer cannot score is refused before anything is written: images of another size, LoRAs that are
@@ -273,4 +292,30 @@ TEST(EvalWorld, RefusesWhatItCannotScore) {
         std::ofstream(d / "m" / "tiny.safetensors") << "x";
         make_world_run(d, {one}, (d / "m" / "tiny.safetensors").string(), std::string(64, 'b'));
     }, "which is not a trained world");
+}
+
+// --scorer picks exactly the scorers that run; contradictions are usage errors.
+TEST(EvalWorld, ScorerOptions) {
+    const auto run = multilora::test::make_temp_dir("world-options");
+    make_world_run(run, {{{"character_1", "object_1"}, 7, {{"merge", {"character_1"}}, {"switch", {"character_1", "object_1"}}}}},
+                   world_model(), world_sha());
+    for (const auto& [args, says] : std::vector<std::pair<std::string, std::string>>{
+             {"--scorer world --scorer judge --no-judge", "--no-judge contradicts --scorer judge"},
+             {"--detector x.safetensors", "--detector is for --scorer world"},
+             {"--scorer world --clip-model m", "--clip-model is given but --scorer does not name clipscore"},
+             {"--scorer vlm", "--scorer: vlm not in {judge,clipscore,world}"},
+             {"--scorer world --bootstrap -1", "--bootstrap must be between 0 and 1000000"}}) {
+        auto r = multilora::test::run_env("", "evaluate --run " + run.string() + " " + args);
+        EXPECT_EQ(r.exit_code, 2) << args << ": " << r.output;
+        EXPECT_NE(r.output.find(says), std::string::npos) << args << ": " << r.output;
+    }
+    // Only the world scorer: no API key needed, no judgement requested, the judge reported as not run.
+    auto r = multilora::test::run_env("", "evaluate --run " + run.string() + " --scorer world --bootstrap 0 --no-progress");
+    ASSERT_EQ(r.exit_code, 0) << r.output;
+    const json s = read_json(run / "eval" / "summary.json");
+    EXPECT_FALSE(s["judge"]["enabled"].get<bool>());
+    EXPECT_TRUE(s["clipscore"].is_null());
+    EXPECT_TRUE(s["world"]["groups"][0]["recall"]["ci95"].is_null());  // --bootstrap 0: no intervals
+    EXPECT_FALSE(fs::exists(run / "eval" / "judgements.jsonl"));
+    EXPECT_NE(multilora::test::read_text(run / "eval" / "summary.md").find("Judge: not run."), std::string::npos);
 }

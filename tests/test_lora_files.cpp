@@ -5,6 +5,7 @@
 #include <nlohmann/json.hpp>
 
 #include "multilora/io/safetensors.h"
+#include "multilora/lora/lora_file.h"
 #include "test_support.h"
 
 namespace fs = std::filesystem;
@@ -15,10 +16,11 @@ namespace {
 
 fs::path lora_dir() { return test::tiny_model_dir() / "loras"; }
 
-std::string write_lora(const std::string& name, const std::vector<std::pair<std::string, at::Tensor>>& tensors) {
+std::string write_lora(const std::string& name, const std::vector<std::pair<std::string, at::Tensor>>& tensors,
+                       const std::map<std::string, std::string>& metadata = {}) {
     static const fs::path dir = test::make_temp_dir("bad-loras");
     std::string path = (dir / name).string();
-    io::save_safetensors(path, tensors);
+    io::save_safetensors(path, tensors, metadata);
     return path;
 }
 
@@ -131,4 +133,65 @@ TEST(LoraFiles, InspectDescribesALora) {
     auto c = nlohmann::json::parse(ck.output.substr(ck.output.find('{')));
     EXPECT_EQ(c["layout"], "ldm-single-file");
     EXPECT_EQ(c["unet_config"]["block_out_channels"], nlohmann::json({32, 64, 64}));
+}
+
+// The base model kohya and the SAI model spec record, as A1111 reads them: kohya's model_util names SD1/SD2 versions
+// "sd_v1", "sd_v2", "sd_v2_v", sdxl_model_util "sdxl_base_v1-0", Flux "flux1"; modelspec.architecture is
+// "stable-diffusion-v1/lora", "stable-diffusion-v2-768-v/lora", "stable-diffusion-xl-v1-base/lora", "flux-1-dev/lora".
+TEST(LoraFiles, BaseModelFromMetadata) {
+    const std::vector<std::tuple<std::string, std::string, std::string>> cases = {
+        {"ss_base_model_version", "sd_v1", "sd1"},
+        {"ss_base_model_version", "sd_v2_v", "sd2"},
+        {"ss_base_model_version", "sdxl_base_v1-0", "sdxl"},
+        {"ss_base_model_version", "flux1", "flux"},
+        {"ss_base_model_version", "sd3", "sd3"},
+        {"modelspec.architecture", "stable-diffusion-v1/lora", "sd1"},
+        {"modelspec.architecture", "stable-diffusion-v2-768-v/lora", "sd2"},
+        {"modelspec.architecture", "stable-diffusion-xl-v1-base/lora", "sdxl"},
+        {"modelspec.architecture", "flux-1-dev/lora", "flux"},
+        {"ss_v2", "True", "sd2"},
+        {"ss_v2", "False", ""},
+        {"ss_output_name", "sdxl_thing", ""},
+    };
+    for (const auto& [key, value, family] : cases) {
+        const lora::BaseModel b = lora::base_model_of({{key, value}});
+        EXPECT_EQ(b.family, family) << key << " = " << value;
+        EXPECT_EQ(b.supported(), family.empty() || family == "sd1") << value;
+    }
+}
+
+// A LoRA whose metadata names another architecture is refused before its keys are read, with the entry that says so;
+// its keys here would fit the tiny model.
+TEST(LoraFiles, ForeignBaseModelByMetadataIsRefused) {
+    const std::vector<std::pair<std::string, at::Tensor>> fits = {{kToK + ".lora_down.weight", r({4, 32})}, {kToK + ".lora_up.weight", r({32, 4})}};
+    expect_refused(write_lora("xl-meta.safetensors", fits, {{"ss_base_model_version", "sdxl_base_v1-0"}}),
+                   {"an SDXL LoRA", "ss_base_model_version = sdxl_base_v1-0", "multilora supports SD1.x"});
+    expect_refused(write_lora("flux-meta.safetensors", fits, {{"modelspec.architecture", "flux-1-dev/lora"}}), {"a Flux LoRA"});
+    expect_refused(write_lora("sd2-meta.safetensors", fits, {{"ss_v2", "True"}}), {"an SD2 LoRA", "ss_v2 = True"});
+}
+
+// inspect prints the base model and kohya's training metadata; the manifest records the base model.
+TEST(LoraFiles, InspectAndManifestShowTheMetadata) {
+    const std::string tags = R"({"5_zorp": {"zorp": 10, "creature": 4}, "1_more": {"creature": 3, "hat": 1}})";
+    const std::string path = write_lora("meta.safetensors", {{kToK + ".lora_down.weight", r({4, 32})}, {kToK + ".lora_up.weight", r({32, 4})}},
+                                        {{"ss_base_model_version", "sd_v1"}, {"ss_network_module", "networks.lora"},
+                                         {"ss_network_dim", "4"}, {"ss_network_alpha", "2.0"}, {"ss_tag_frequency", tags}});
+    auto text = run_multilora("inspect " + path + " --model " + test::tiny_single_file());
+    ASSERT_EQ(text.exit_code, 0) << text.output;
+    EXPECT_NE(text.output.find("base model sd1 (ss_base_model_version = sd_v1)"), std::string::npos) << text.output;
+    EXPECT_NE(text.output.find("training   networks.lora, dim 4, alpha 2.0"), std::string::npos) << text.output;
+    EXPECT_NE(text.output.find("tags       zorp (10), creature (7), hat (1)"), std::string::npos) << text.output;
+    auto js = run_multilora("inspect --json " + path);
+    ASSERT_EQ(js.exit_code, 0) << js.output;
+    auto j = nlohmann::json::parse(js.output.substr(js.output.find('{')));
+    EXPECT_EQ(j["base_model"]["family"], "sd1");
+    EXPECT_EQ(j["metadata"]["ss_network_dim"], "4");
+    EXPECT_EQ(j["top_tags"][0], nlohmann::json({"zorp", 10}));
+
+    auto out = test::make_temp_dir("lora-meta-manifest");
+    auto g = generate_with(path, out);
+    ASSERT_EQ(g.exit_code, 0) << g.output;
+    auto m = nlohmann::json::parse(test::read_bytes(out / "x.json"));
+    EXPECT_EQ(m["loras"][0]["base_model"]["family"], "sd1");
+    EXPECT_EQ(m["loras"][0]["base_model"]["from"], "ss_base_model_version = sd_v1");
 }

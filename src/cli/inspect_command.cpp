@@ -1,5 +1,8 @@
 // `multilora inspect FILE`: what a LoRA file or a checkpoint holds.
 #include <CLI/CLI.hpp>
+
+#include <algorithm>
+#include <map>
 #include <nlohmann/json.hpp>
 
 #include <cstdio>
@@ -27,10 +30,45 @@ bool is_lora_file(const std::string& path) {
     return false;
 }
 
+// kohya's ss_tag_frequency ({"dataset": {"tag": count}}) summed over datasets, most frequent first.
+std::vector<std::pair<std::string, long long>> top_tags(const std::map<std::string, std::string>& training, size_t n) {
+    auto it = training.find("ss_tag_frequency");
+    if (it == training.end()) return {};
+    const nlohmann::json f = nlohmann::json::parse(it->second, nullptr, false);
+    if (!f.is_object()) return {};
+    std::map<std::string, long long> total;
+    for (const auto& [dataset, tags] : f.items())
+        if (tags.is_object())
+            for (const auto& [tag, count] : tags.items())
+                if (count.is_number_integer()) total[tag] += count.get<long long>();
+    std::vector<std::pair<std::string, long long>> out(total.begin(), total.end());
+    std::stable_sort(out.begin(), out.end(), [](const auto& a, const auto& b) { return a.second > b.second; });
+    if (out.size() > n) out.resize(n);
+    return out;
+}
+
+// The base model and kohya's training metadata, as text lines.
+void print_lora_metadata(const lora::LoraSummary& s) {
+    const lora::BaseModel& b = s.base_model;
+    std::printf("base model %s\n", b.family.empty() ? "not recorded in the metadata" : (b.family + " (" + b.key + " = " + b.value + ")").c_str());
+    auto get = [&](const char* k) {
+        auto it = s.training.find(k);
+        return it == s.training.end() ? std::string("?") : it->second;
+    };
+    if (s.training.count("ss_network_module"))
+        std::printf("training   %s, dim %s, alpha %s\n", get("ss_network_module").c_str(), get("ss_network_dim").c_str(),
+                    get("ss_network_alpha").c_str());
+    std::string tags;
+    for (const auto& [tag, count] : top_tags(s.training, 8)) tags += (tags.empty() ? "" : ", ") + tag + " (" + std::to_string(count) + ")";
+    if (!tags.empty()) std::printf("tags       %s\n", tags.c_str());
+}
+
 void print_lora(const lora::LoraSummary& s, bool json, const std::string& model) {
     if (json) {
         nlohmann::json j = s.to_json();
         j["kind"] = "lora";
+        j["metadata"] = s.training;
+        j["top_tags"] = top_tags(s.training, 20);
         j["coverage"] = s.coverage_json();
         j["coverage"]["model"] = model;
         j.erase("weight");
@@ -38,6 +76,7 @@ void print_lora(const lora::LoraSummary& s, bool json, const std::string& model)
         return;
     }
     std::printf("LoRA       %s\nformat     %s\n", s.path.c_str(), s.format.c_str());
+    print_lora_metadata(s);
     std::string ranks, alphas;
     for (auto r : s.ranks) ranks += (ranks.empty() ? "" : ", ") + std::to_string(r);
     for (auto a : s.alphas) alphas += (alphas.empty() ? "" : ", ") + nlohmann::json(a).dump();

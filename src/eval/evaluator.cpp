@@ -7,6 +7,7 @@
 #include <atomic>
 #include <cctype>
 #include <chrono>
+#include <cmath>
 #include <cstdio>
 #include <cstdlib>
 #include <ctime>
@@ -824,6 +825,30 @@ json set_row(const Evaluation& ev, size_t i) {
     return row;
 }
 
+// With both the judge and the world scorer: how the judge's composition score of an image (averaged over its
+// judgements) follows the detector's recall of it, over the images both scored.
+json judge_world_agreement(const Evaluation& ev) {
+    std::map<std::pair<std::string, std::string>, std::pair<double, int>> judged;  // (set id, method) -> score sum, count
+    for (const auto& p : ev.pairs)
+        for (int i = 0; i < 2; ++i) {
+            const bool compared = (i == 0) == p.compare_first;
+            auto& acc = judged[{p.set_key, compared ? p.compare : p.base}];
+            acc.first += p.scores.composition[i];
+            ++acc.second;
+        }
+    std::vector<double> score, recall;
+    for (const auto& im : ev.world_summary["images"]) {
+        auto it = judged.find({im["set"].get<std::string>(), im["method"].get<std::string>()});
+        if (it == judged.end()) continue;
+        score.push_back(it->second.first / it->second.second);
+        recall.push_back(im["recall"].get<double>());
+    }
+    auto number = [](double v) { return std::isnan(v) ? json(nullptr) : json(v); };
+    return {{"images", score.size()}, {"pearson", number(pearson(score, recall))},
+            {"spearman", number(spearman(score, recall))},
+            {"what", "the judge's composition score of an image (mean over its judgements) against the detector's recall"}};
+}
+
 json build_summary(const Evaluation& ev) {
     const EvalOptions& o = ev.o;
     const JudgeSettings& js = o.judge_settings;
@@ -851,6 +876,7 @@ json build_summary(const Evaluation& ev) {
     summary["method_means"] = agg["method_means"];
     summary["clipscore"] = ev.clip_summary;
     summary["world"] = ev.world_summary;
+    if (!ev.world_summary.is_null() && !ev.pairs.empty()) summary["world"]["judge_agreement"] = judge_world_agreement(ev);
     json set_rows = json::array();
     for (size_t i = 0; i < ev.sets.size(); ++i) set_rows.push_back(set_row(ev, i));
     summary["sets"] = set_rows;

@@ -55,6 +55,12 @@ std::string render_world_markdown(const json& world) {
                << w.value("sets", 0) << " | " << wtl_text(w) << " |\n";
     }
     if (world.contains("plot")) md << "\n![recall against k](" << world.value("plot", "") << ")\n";
+    if (world.contains("judge_agreement")) {
+        const json& a = world["judge_agreement"];
+        auto r = [](const json& v) { return v.is_number() ? format_fixed(v.get<double>(), 3) : std::string("-"); };
+        md << "\nThe judge against the detector, over the " << a.value("images", 0) << " images both scored: Pearson "
+           << r(a["pearson"]) << ", Spearman " << r(a["spearman"]) << " (composition score against recall).\n";
+    }
     for (const auto& t : world.value("typical", json::array()))
         md << "\nTypical set at k = " << t.value("k", 0) << ": `" << t.value("set", "") << "` (mean recall "
            << format_fixed(t.value("recall", 0.0), 1) << "%, the k's mean " << format_fixed(t.value("k_recall", 0.0), 1)

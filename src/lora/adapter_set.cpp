@@ -91,6 +91,9 @@ nlohmann::json LoraSummary::to_json() const {
             {"misfit", misfit},
             {"targets", by_kind}};
     if (!schedule.empty()) j["weight_schedule"] = schedule.to_json();
+    j["base_model"] = base_model.family.empty()
+                          ? nlohmann::json(nullptr)
+                          : nlohmann::json{{"family", base_model.family}, {"from", base_model.key + " = " + base_model.value}};
     return j;
 }
 
@@ -196,6 +199,7 @@ AdapterSet::AdapterSet(torch::nn::Module& unet, torch::nn::Module& text_encoder,
         LoraSummary summary;
         summary.path = spec.path;
         summary.format = file.format;
+        summary.base_model = file.base_model;
         summary.weight = spec.weight;
         summary.schedule = spec.schedule;
         std::vector<std::pair<const LoraGroup*, const TargetLayer*>> matches;
@@ -297,6 +301,9 @@ LoraSummary inspect_lora(const std::string& path, torch::nn::Module* unet, torch
     LoraSummary summary;
     summary.path = path;
     summary.format = file.format;
+    summary.base_model = file.base_model;
+    for (const auto& [key, value] : file.metadata)
+        if (key.rfind("ss_", 0) == 0) summary.training[key] = value;
     std::vector<std::pair<const LoraGroup*, const TargetLayer*>> matches;
     std::vector<std::string> misfits;
     match_file(file, unet_idx, text_idx, summary, matches, misfits, true);

@@ -2,6 +2,7 @@
 
 #include <torch/torch.h>
 
+#include <cctype>
 #include <map>
 #include <sstream>
 
@@ -100,12 +101,49 @@ bool resolve_stem(const std::string& stem, LoraGroup& g) {
     return true;
 }
 
+const char* family_name(const std::string& family) {
+    if (family == "sdxl") return "an SDXL";
+    if (family == "sd2") return "an SD2";
+    if (family == "sd3") return "an SD3";
+    if (family == "flux") return "a Flux";
+    return "an SD1";
+}
+
+std::string family_of_version(std::string v) {
+    for (auto& c : v) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+    if (v.find("sdxl") != std::string::npos || v.find("stable-diffusion-xl") != std::string::npos) return "sdxl";
+    if (v.find("flux") != std::string::npos) return "flux";
+    if (v.find("sd3") != std::string::npos || v.find("stable-diffusion-3") != std::string::npos ||
+        v.find("stable-diffusion-v3") != std::string::npos)
+        return "sd3";
+    if (v.find("v2") != std::string::npos || v.find("sd2") != std::string::npos) return "sd2";
+    if (v.find("v1") != std::string::npos || v.find("sd1") != std::string::npos) return "sd1";
+    return "";
+}
+
 }  // namespace
+
+BaseModel base_model_of(const std::map<std::string, std::string>& meta) {
+    for (const char* key : {"ss_base_model_version", "modelspec.architecture"}) {
+        auto it = meta.find(key);
+        if (it == meta.end()) continue;
+        const std::string family = family_of_version(it->second);
+        if (!family.empty()) return {family, key, it->second};
+    }
+    auto v2 = meta.find("ss_v2");
+    if (v2 != meta.end() && (v2->second == "True" || v2->second == "true")) return {"sd2", "ss_v2", v2->second};
+    return {};
+}
 
 LoraFile read_lora_file(const std::string& path) {
     auto file = io::SafetensorsFile::open(path);
     LoraFile out;
     out.path = path;
+    out.metadata = file->metadata();
+    out.base_model = base_model_of(out.metadata);
+    if (!out.base_model.supported())
+        throw RuntimeError("'" + path + "' is " + family_name(out.base_model.family) + " LoRA (its metadata says " +
+                           out.base_model.key + " = " + out.base_model.value + "); multilora supports SD1.x models");
     const auto& keys = file->names();
     refuse_unsupported(path, keys);
     for (const auto& k : keys)

@@ -54,6 +54,11 @@ nlohmann::json score_world(const std::vector<CompositionSet>& sets, const WorldS
 // resample's mean is over all its values). Exposed for tests.
 std::pair<double, double> bootstrap_interval(const std::vector<std::vector<double>>& units, int resamples, uint64_t seed);
 
+// Pearson's r and Spearman's rho (Pearson's r of the ranks, ties given their mean rank) of paired values; NaN
+// when there are fewer than 2 pairs or a side has no variance. For the judge's agreement with the scorer.
+double pearson(const std::vector<double>& x, const std::vector<double>& y);
+double spearman(const std::vector<double>& x, const std::vector<double>& y);
+
 // recall against k, one line per method, as a PNG (the summary's "world" object is the input).
 void write_world_recall_plot(const std::string& path, const nlohmann::json& world);
 

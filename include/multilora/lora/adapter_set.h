@@ -52,7 +52,9 @@ struct LoraSummary {
     std::map<std::string, int> by_kind;  // "unet/attention", "unet/ff", "unet/proj", "unet/conv", "text/attention", "text/mlp", ...
     int unet_layers = 0, text_layers = 0;  // targetable layers of the model (inspect's coverage)
     WeightSchedule schedule;  // the spec's weight schedule (empty: constant `weight`)
-    nlohmann::json to_json() const;
+    BaseModel base_model;     // what the file's metadata says it was trained for
+    std::map<std::string, std::string> training;  // the file's kohya ss_* metadata (ss_tag_frequency and the like)
+    nlohmann::json to_json() const;  // with "base_model" (null when the metadata does not say); not `training`
     nlohmann::json coverage_json() const;
 };
 

@@ -2,6 +2,7 @@
 // per target module, the down (A) and up (B) factors and the optional alpha.
 #pragma once
 
+#include <map>
 #include <optional>
 #include <string>
 #include <vector>
@@ -28,14 +29,27 @@ struct LoraGroup {
     double scale() const { return alpha ? *alpha / static_cast<double>(rank()) : 1.0; }
 };
 
+// What a LoRA's safetensors metadata says it was trained for: kohya's ss_base_model_version ("sd_v1",
+// "sd_v2", "sd_v2_v", "sdxl_base_v1-0", "flux1", ...) or ss_v2, else the modelspec.architecture key
+// ("stable-diffusion-v1/lora", "stable-diffusion-xl-v1-base/lora", "flux-1-dev/lora", ...).
+struct BaseModel {
+    std::string family;  // "sd1", "sd2", "sdxl", "sd3", "flux", or "" when the metadata does not say
+    std::string key, value;  // the metadata entry that said so
+    bool supported() const { return family.empty() || family == "sd1"; }
+};
+BaseModel base_model_of(const std::map<std::string, std::string>& metadata);
+
 struct LoraFile {
     std::string path;
     std::string format;  // "kohya", "peft", "diffusers"
+    std::map<std::string, std::string> metadata;  // the file's __metadata__
+    BaseModel base_model;
     std::vector<LoraGroup> groups;
     std::vector<std::string> ignored_keys;  // keys that belong to no group (metadata-like tensors)
 };
 
-// Reads and checks the file's own structure: known format, supported kind (LoHa, LoKr, DoRA and LoCon's
+// Reads and checks the file's own structure: first its metadata (a LoRA for SDXL, SD2, SD3 or Flux is refused
+// with the entry that says so, before any key is read), then known format, supported kind (LoHa, LoKr, DoRA and LoCon's
 // Tucker mid weights are refused by name), every down with its up and matching ranks.
 // Throws RuntimeError naming the file and a few offending keys.
 LoraFile read_lora_file(const std::string& path);
