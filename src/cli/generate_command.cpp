@@ -16,6 +16,7 @@
 #include "multilora/compose/registry.h"
 #include "multilora/lora/adapter_set.h"
 #include "multilora/pipeline/image_outputs.h"
+#include "multilora/pipeline/model_names.h"
 #include "multilora/pipeline/run_session.h"
 #include "multilora/pipeline/runtime.h"
 #include "multilora/sampling/scheduler.h"
@@ -37,6 +38,7 @@ struct GenerateOptions {
     std::string long_prompt = "truncate";
     bool progress = true;
     std::vector<std::string> loras;
+    std::vector<std::string> lora_dirs;  // --lora-dir: where a bare --lora NAME is looked for
     std::string method;  // empty: merge when LoRAs are given, else none
     double lora_scale = 0.8;
     std::vector<std::string> method_args;            // --method-arg NAME=VALUE
@@ -44,10 +46,11 @@ struct GenerateOptions {
     std::map<std::string, std::string> flag_values;  // per-method flags (--switch-interval ...) by "method.param"
 };
 
-std::vector<lora::LoraSpec> lora_specs(const std::vector<std::string>& texts) {
+std::vector<lora::LoraSpec> lora_specs(const std::vector<std::string>& texts, const std::vector<std::string>& dirs) {
     std::vector<lora::LoraSpec> specs;
     for (const auto& text : texts) {
         specs.push_back(lora::parse_lora_spec(text));
+        specs.back().path = pipeline::resolve_lora_reference(specs.back().path, dirs);
         if (!fs::is_regular_file(specs.back().path)) throw RuntimeError("LoRA file not found: '" + specs.back().path + "'");
     }
     return specs;
@@ -141,12 +144,15 @@ nlohmann::json generate_manifest(const GenerateOptions& o, const pipeline::Gener
     return manifest;
 }
 
-void run_generate(const GenerateOptions& o) {
+void run_generate(GenerateOptions o) {
+    // A1111's "Model:" is the checkpoint's name: a file's stem, or a hub name's NAME (not its snapshot's commit).
+    std::string model_name = fs::path(o.load.model_path).filename().replace_extension().string();
+    if (!fs::exists(o.load.model_path)) model_name = model_name.substr(0, model_name.find('@'));
     pipeline::GenerationRequest request = o.request;
     request.long_prompt = o.long_prompt == "chunk" ? text::LongPromptMode::Chunk : text::LongPromptMode::Truncate;
     pipeline::validate_request(request);
     pipeline::parse_dtype(o.load.dtype);
-    const std::vector<lora::LoraSpec> specs = lora_specs(o.loras);
+    const std::vector<lora::LoraSpec> specs = lora_specs(o.loras, o.lora_dirs);
     const bool have_schedules =
         std::any_of(specs.begin(), specs.end(), [](const lora::LoraSpec& s) { return !s.schedule.empty(); });
     auto [method, args] = method_choice(o, !specs.empty(), have_schedules);
@@ -155,6 +161,8 @@ void run_generate(const GenerateOptions& o) {
     plan.num_images = request.num_images;
     pipeline::check_outputs(plan);
 
+    o.load.model_path = pipeline::resolve_model_reference(o.load.model_path, "model");  // after every usage check
+    o.load.vae_path = pipeline::resolve_model_reference(o.load.vae_path, "VAE");
     const int threads = pipeline::configure_threads(o.threads);
     spdlog::info("loading {}", o.load.model_path);
     pipeline::RunSession session({o.load, specs, o.lora_scale});
@@ -178,7 +186,6 @@ void run_generate(const GenerateOptions& o) {
                            {"steps_s", result.step_seconds},
                            {"decode_s", result.decode_seconds},
                            {"generate_s", seconds_since(t_total)}};
-    const std::string model_name = fs::path(o.load.model_path).filename().replace_extension().string();
     pipeline::write_outputs(plan, request, result, session.model_hash(), model_name, manifest);
     for (const auto& p : plan.png_paths()) std::printf("%s\n", p.c_str());
     spdlog::info("wrote {}", plan.manifest_path());
@@ -208,9 +215,11 @@ Command add_generate_command(CLI::App& app) {
     o->output.dir = "out";
     CLI::App* sub = app.add_subcommand("generate", "Generate image(s) from a prompt");
     sub->add_option("--model,-m", o->load.model_path,
-                    "SD1.x checkpoint: an LDM single .safetensors file or a diffusers folder")
+                    "SD1.x checkpoint: an LDM single .safetensors file, a diffusers folder, or a Hugging Face name "
+                    "(ORG/NAME[@REVISION]) found in the local hub cache ($HF_HOME/hub, ~/.cache/huggingface/hub)")
         ->required();
-    sub->add_option("--vae", o->load.vae_path, "A separate VAE (single file or diffusers folder), e.g. sd-vae-ft-mse");
+    sub->add_option("--vae", o->load.vae_path,
+                    "A separate VAE (single file, diffusers folder or hub name), e.g. stabilityai/sd-vae-ft-mse");
     sub->add_option("--prompt,-p", o->request.prompt, "The prompt")->required();
     sub->add_option("--negative-prompt,-n", o->request.negative_prompt, "The negative prompt");
     sub->add_option("--steps", o->request.steps, "Denoising steps")->capture_default_str()->check(CLI::Range(1, 1000));
@@ -241,7 +250,9 @@ Command add_generate_command(CLI::App& app) {
     sub->add_option("--lora", o->loras,
                     "LoRA file, optionally with its strength: PATH[:WEIGHT], or a weight schedule under merge: "
                     "PATH:W@F,W@F[:linear] (weight W from fraction F of the steps; step interpolation by "
-                    "default). Repeatable; order is kept");
+                    "default). Repeatable; order is kept. A bare NAME is NAME.safetensors in --lora-dir or "
+                    "$MULTILORA_LORA_DIR");
+    sub->add_option("--lora-dir", o->lora_dirs, "A folder where --lora NAME is looked for (repeatable; then $MULTILORA_LORA_DIR)");
     sub->add_option("--triggers", o->triggers,
                     "A LoRA's trigger words, comma-separated, once per --lora in the same order (the prompt-aware "
                     "methods w-switch and w-composite weight the LoRAs by them)");
@@ -252,6 +263,8 @@ Command add_generate_command(CLI::App& app) {
         "Writes OUT/NAME.png (A1111 'parameters' text chunk) and OUT/NAME.json (the run manifest).\n"
         "Examples:\n"
         "  multilora generate -m models/tiny-sd15.safetensors -p \"a red fox in snow\" --seed 7 --out out\n"
+        "  multilora generate -m runwayml/stable-diffusion-v1-5 --vae stabilityai/sd-vae-ft-mse -p \"a fox\" \\\n"
+        "      --lora-dir ~/loras --lora my-style:0.8       # names from the local Hugging Face cache and a LoRA folder\n"
         "  multilora generate -m Realistic_Vision_V5.1.safetensors --vae sd-vae-ft-mse -p \"portrait\" \\\n"
         "      -n \"blurry\" --steps 30 --scheduler dpmpp-2m-karras --width 768 --height 1024 --name portrait\n"
         "  multilora generate -m models/tiny-sd15.safetensors -p \"a fox\" --lora models/loras/tiny-style.safetensors \\\n"
