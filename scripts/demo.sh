@@ -2,7 +2,7 @@
 # Fresh Debian 12 machine -> dependencies installed, Release build, then pictures from the trained world that
 # ships in models/world/ (docs/world.md): a creature from the base model, zorp holding a glint key under every
 # composition method, a weight schedule, and the ComposLoRA-style batch over four of the world's LoRAs with
-# its comparison sheets and gallery. Prints where they went. About two minutes after the build on 2 cores.
+# its comparison sheets, gallery and offline score (evaluate --scorer world). Prints where they went. About two minutes after the build on 2 cores.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/install_deps.sh
@@ -25,8 +25,11 @@ done
 "$BIN" batch configs/world-smoke.json >/dev/null
 # Which of the world's concepts the element detector finds in each picture.
 "$BIN" detect --world "$W" out/demo.png out/demo-*.png > out/demo-detected.jsonl
+# The batch scored by the detector: recall, success, leakage and in-world per method and k (seconds).
+"$BIN" evaluate --run out/world-smoke --scorer world --no-progress 2>/dev/null
 echo "demo image: $(pwd)/out/demo.png (manifest: $(pwd)/out/demo.json)"
 echo "zorp with a glint key: $(for m in "${methods[@]}"; do printf '%s ' "$(pwd)/out/demo-$m.png"; done)"
 echo "with a weight schedule: $(pwd)/out/demo-schedule.png"
 echo "what the detector found: $(pwd)/out/demo-detected.jsonl"
 echo "batch gallery: $(pwd)/out/world-smoke/index.html"
+echo "the batch scored offline: $(pwd)/out/world-smoke/eval/report.html (summary.md, world_recall.png)"

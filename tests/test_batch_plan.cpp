@@ -418,19 +418,20 @@ TEST(BatchShards, ParsingAndSlurmDefaults) {
 }
 
 // configs/world-testbed.json: every set of the world (3 characters; 3 concepts in each of 4 other categories):
-// k = 2: 3·4·3 = 36, k = 3: 3·C(4,2)·9 = 162, k = 4: 3·C(4,3)·27 = 324, k = 5: 3·81 = 243 sets; 8 seeds; 9 methods,
-// K-LoRA at k = 2 only: 8·(36·9 + 729·8) = 49 248 images. --quick: the characters and one concept of each other
-// category: 12 + 18 + 12 + 3 = 45 sets, 2 seeds: 2·(12·9 + 33·8) = 744 images, in its own folder.
+// k = 2: 3·4·3 = 36, k = 3: 3·C(4,2)·9 = 162, k = 4: 3·C(4,3)·27 = 324, k = 5: 3·81 = 243 sets; 8 seeds; 10 methods
+// (the 9 composition methods and none), K-LoRA at k = 2 only: 8·(36·10 + 729·9) = 55 368 images. --quick: the
+// characters and one concept of each other category: 12 + 18 + 12 + 3 = 45 sets, 2 seeds: 2·(12·10 + 33·9) = 834
+// images, in its own folder.
 TEST(BatchConfig, WorldTestbedAndItsQuickSubset) {
     const std::string path = (configs_dir() / "world-testbed.json").string();
     const batch::BatchConfig full = batch::load_batch_config(path);
     const batch::BatchPlan plan = batch::make_plan(full);
     EXPECT_EQ(plan.sets.size(), 765u);
-    EXPECT_EQ(plan.images.size(), 49248u);
+    EXPECT_EQ(plan.images.size(), 55368u);
     const batch::BatchConfig quick = batch::load_batch_config(path, true);
     const batch::BatchPlan qplan = batch::make_plan(quick);
     EXPECT_EQ(qplan.sets.size(), 45u);
-    EXPECT_EQ(qplan.images.size(), 744u);
+    EXPECT_EQ(qplan.images.size(), 834u);
     EXPECT_EQ(quick.seeds, (std::vector<uint64_t>{1, 2}));
     EXPECT_EQ(fs::path(quick.out).filename(), "world-testbed-quick");
     EXPECT_EQ(quick.methods, full.methods);

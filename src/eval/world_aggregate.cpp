@@ -197,10 +197,13 @@ json aggregate_world(const std::vector<CompositionSet>& sets, const std::vector<
         for (int k : ks) {
             for (const auto& m : x.methods)
                 if (json g = group_figures(x, style, k, m); !g.is_null()) groups.push_back(g);
-            for (size_t b = 1; b < x.methods.size(); ++b) wtl.push_back(recall_verdicts(x, style, k, x.methods[b], o.base));
+            auto add = [](json& list, json v) {  // no row for pairs with no common set (K-LoRA beyond k = 2)
+                if (v["sets"].get<size_t>() > 0) list.push_back(std::move(v));
+            };
+            for (size_t b = 1; b < x.methods.size(); ++b) add(wtl, recall_verdicts(x, style, k, x.methods[b], o.base));
             for (size_t a = 0; a < x.methods.size(); ++a)
                 for (size_t b = a + 1; b < x.methods.size(); ++b)
-                    pairwise.push_back(recall_verdicts(x, style, k, x.methods[a], x.methods[b]));
+                    add(pairwise, recall_verdicts(x, style, k, x.methods[a], x.methods[b]));
             if (k)
                 if (json t = typical_set(x, style, k); !t.is_null()) typical.push_back(t);
         }
