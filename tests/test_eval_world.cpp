@@ -114,7 +114,7 @@ const json* world_group(const json& w, int k, const std::string& method) {
 
 }  // namespace
 
-// Worked by hand: two units {0} and {1}; a resample's mean is 0, 1/2 or 1 with odds 1/4, 1/2, 1/4, so the 2.5th
+// Worked by hand: two sets {0} and {1}; a resample's mean is 0, 1/2 or 1 with odds 1/4, 1/2, 1/4, so the 2.5th
 // and 97.5th percentiles of 4000 resamples are 0 and 1. Identical units give a zero-width interval. 400 units
 // of which 120 are 1: the normal approximation 0.3 +- 1.96 * sqrt(0.3 * 0.7 / 400) = [0.2551, 0.3449].
 TEST(EvalWorld, BootstrapIntervals) {
@@ -129,6 +129,11 @@ TEST(EvalWorld, BootstrapIntervals) {
     std::tie(lo, hi) = multilora::eval::bootstrap_interval(units, 4000, 3);
     EXPECT_NEAR(lo, 0.2551, 0.008);
     EXPECT_NEAR(hi, 0.3449, 0.008);
+    // Two levels: one set with seeds {0, 1}: its resampled mean is 0, 1/2 or 1 (odds 1/4, 1/2, 1/4), so [0, 1];
+    // resampling the sets alone would always give 1/2.
+    std::tie(lo, hi) = multilora::eval::bootstrap_interval({{0.0, 1.0}}, 4000, 4);
+    EXPECT_DOUBLE_EQ(lo, 0.0);
+    EXPECT_DOUBLE_EQ(hi, 1.0);
     // Reproducible: the same seed gives the same interval.
     EXPECT_EQ(multilora::eval::bootstrap_interval(units, 300, 9), multilora::eval::bootstrap_interval(units, 300, 9));
 }

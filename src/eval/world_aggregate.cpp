@@ -22,8 +22,8 @@ std::pair<double, double> bootstrap_interval(const std::vector<std::vector<doubl
         double sum = 0;
         size_t count = 0;
         for (size_t draw = 0; draw < units.size(); ++draw) {
-            const auto& unit = units[rng() % units.size()];
-            for (double v : unit) sum += v;
+            const auto& unit = units[rng() % units.size()];  // a set ...
+            for (size_t i = 0; i < unit.size(); ++i) sum += unit[rng() % unit.size()];  // ... and its seeds
             count += unit.size();
         }
         mean = count ? sum / count : nan;
@@ -118,10 +118,14 @@ struct Index {
 };
 
 json group_figures(const Index& x, const std::string& style, int k, const std::string& method) {
-    std::vector<const WorldItem*> units;  // one image per composition set (a set drawn with one seed)
+    std::vector<const WorldItem*> units;  // one image per composition set drawn with one seed
+    std::map<std::string, std::vector<const WorldItem*>> by_set;  // the bootstrap's units: a set, all its seeds
     for (size_t s = 0; s < x.sets.size(); ++s)
         if (x.in_scope(s, style, k))
-            if (const WorldItem* it = x.find(s, method)) units.push_back(it);
+            if (const WorldItem* it = x.find(s, method)) {
+                units.push_back(it);
+                by_set[std::to_string(x.sets[s].k) + "/" + x.sets[s].key].push_back(it);
+            }
     if (units.empty()) return nullptr;
     json g = {{"style", style}, {"k", k_label(k)}, {"method", method}, {"images", units.size()}};
     double leaked = 0;
@@ -129,7 +133,11 @@ json group_figures(const Index& x, const std::string& style, int k, const std::s
     for (const Metric& m : kMetrics) {
         std::vector<std::vector<double>> values;
         double sum = 0;
-        for (const WorldItem* it : units) values.push_back({m.value(*it)}), sum += m.value(*it);
+        for (const WorldItem* it : units) sum += m.value(*it);
+        for (const auto& [key, items] : by_set) {
+            values.emplace_back();
+            for (const WorldItem* it : items) values.back().push_back(m.value(*it));
+        }
         const auto [lo, hi] = bootstrap_interval(values, x.o.bootstrap, x.o.bootstrap_seed);
         json ci = std::isnan(lo) ? json(nullptr) : json::array({100 * lo, 100 * hi});
         g[m.name] = {{"mean", 100 * sum / units.size()}, {"ci95", ci}};
@@ -208,7 +216,7 @@ json aggregate_world(const std::vector<CompositionSet>& sets, const std::vector<
                 if (json t = typical_set(x, style, k); !t.is_null()) typical.push_back(t);
         }
     json settings = {{"bootstrap_resamples", o.bootstrap}, {"bootstrap_seed", o.bootstrap_seed},
-                     {"interval", "95% percentile bootstrap; unit: a composition set drawn with one seed"},
+                     {"interval", "95% percentile bootstrap, two levels: sets drawn with replacement, then each drawn set's seeds"},
                      {"win_tie_loss", "recall per set, seeds pooled where both methods have an image"}};
     return {{"settings", settings}, {"methods", x.methods}, {"groups", groups}, {"win_tie_loss", wtl},
             {"pairwise", pairwise}, {"typical", typical}};

@@ -8,9 +8,9 @@
 //   - leakage: the detector finds a concept the set does not contain (any category; counted per image, and
 //     the leaked concepts are listed);
 //   - in-world: the detector's in-world head says the image is a scene of this world (image quality).
-// Per (style, k, method), and for k "all": the means, each with a 95% percentile bootstrap interval over the
-// group's composition sets (a set drawn with a seed is one unit: sets and seeds are resampled together,
-// `bootstrap` resamples, a fixed generator seed, so a rerun gives the same intervals); per (style, k) and
+// Per (style, k, method), and for k "all": the means, each with a 95% percentile bootstrap interval over sets
+// and seeds (two levels: the sets are resampled, then each drawn set's seeds; `bootstrap` resamples, a fixed
+// generator seed, so a rerun gives the same intervals); per (style, k) and
 // compared method, the win/tie/loss of its recall against the base's per set (seeds pooled: each method's
 // recall averaged over the seeds where both have an image), as the paper reports its judge; the same for
 // every pair of methods; and a typical set per k (the one whose mean recall over all methods is nearest to
@@ -49,9 +49,9 @@ struct WorldScoreOptions {
 nlohmann::json score_world(const std::vector<CompositionSet>& sets, const WorldScoreOptions& options,
                            const std::function<void(size_t, size_t)>& on_image = {});
 
-// The bootstrap behind every interval: `values` grouped in units (one vector per unit); returns the 2.5% and
-// 97.5% percentiles of the mean over `resamples` resamples of the units drawn with replacement (each
-// resample's mean is over all its values). Exposed for tests.
+// The bootstrap behind every interval, on two levels: `units` are composition sets, each with its values (one per
+// seed); a resample draws the sets with replacement and, within each drawn set, its values with replacement.
+// Returns the 2.5% and 97.5% percentiles (numpy's linear rule) of the resamples' means. Exposed for tests.
 std::pair<double, double> bootstrap_interval(const std::vector<std::vector<double>>& units, int resamples, uint64_t seed);
 
 // Pearson's r and Spearman's rho (Pearson's r of the ranks, ties given their mean rank) of paired values; NaN
