@@ -6,7 +6,6 @@
 
 #include <spdlog/spdlog.h>
 
-#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <map>
@@ -17,6 +16,7 @@
 #include "multilora/io/atomic_file.h"
 #include "multilora/io/png_writer.h"
 #include "multilora/io/safetensors.h"
+#include "multilora/train/image_folder.h"
 #include "multilora/io/sha256.h"
 #include "multilora/util/error.h"
 #include "multilora/util/strings.h"
@@ -153,15 +153,14 @@ void detect_items(std::vector<WorldItem>& items, const world::ElementDetector& d
     const int n = world::kImageSize;
     for (size_t start = 0; start < items.size(); start += batch) {
         const size_t end = std::min(items.size(), start + batch);
-        at::Tensor x = torch::empty({static_cast<int64_t>(end - start), n, n, 3}, torch::kUInt8);
+        std::vector<at::Tensor> images;  // [3, n, n] in [-1, 1], as the detector's own detect_rgb converts them
         for (size_t i = start; i < end; ++i) {
             int w = 0, h = 0;
             const std::vector<uint8_t> rgb = io::decode_png_rgb(io::read_file(items[i].png), &w, &h);
             if (w != n || h != n) throw RuntimeError(items[i].png + " changed size while it was being scored");
-            std::memcpy(x[static_cast<int64_t>(i - start)].data_ptr(), rgb.data(), rgb.size());
+            images.push_back(train::rgb8_to_tensor(rgb.data(), w, h));
         }
-        const at::Tensor images = x.permute({0, 3, 1, 2}).to(torch::kFloat).div(127.5).sub(1.0);
-        const std::vector<world::Verdict> v = detector.detect(images);
+        const std::vector<world::Verdict> v = detector.detect(torch::stack(images));
         for (size_t i = start; i < end; ++i) items[i].verdict = v[i - start];
         if (on_image) on_image(end, items.size());
     }
