@@ -259,6 +259,13 @@ TEST(BatchConfig, ErrorsCarryTheKeyPath) {
     EXPECT_NE(e.find("steps: expected an integer, got the string \"200\""), std::string::npos) << e;
 
     j = base_config();
+    j["allow_nan"] = "yes";
+    e = config_error(j);
+    EXPECT_NE(e.find("allow_nan: expected true or false, got the string \"yes\""), std::string::npos) << e;
+    j["allow_nan"] = true;
+    EXPECT_TRUE(batch::load_batch_config(write_config(j, "nan").string()).allow_nan);
+
+    j = base_config();
     j["k"] = {2, 4};
     e = config_error(j);
     EXPECT_NE(e.find("k[1]: 4 is more than the 3 categories"), std::string::npos) << e;

@@ -3,6 +3,9 @@
 // for byte with an uninterrupted run, stale outputs, unwritable folders, shards, dry runs and exit codes.
 #include <gtest/gtest.h>
 
+#include <regex>
+#include <set>
+
 #include <fstream>
 #include <random>
 
@@ -373,4 +376,37 @@ TEST(BatchRun, UsageAndInputErrors) {
     EXPECT_NE(help.output.find("Examples:"), std::string::npos);
     EXPECT_NE(help.output.find("--shard"), std::string::npos);
     EXPECT_NE(help.output.find("--dry-run"), std::string::npos);
+}
+
+// Four shards started at once on one output folder (as a Slurm array does): every image once, one whole
+// batch.jsonl line per image, and the gallery and sheets of one uninterrupted run, byte for byte. Then the same
+// with one shard SIGKILLed mid-run and started again.
+TEST(BatchRun, FourShardsAtOnceShareOneFolder) {
+    ASSERT_FALSE(reference().empty());
+    auto shards_at_once = [](const fs::path& out, const std::string& after_start) {
+        std::string line = "pids=''; for i in 0 1 2 3; do '" + std::string(ML_BINARY_PATH) + "' " +
+                           batch_args(shared_dir(), "--out '" + out.string() + "' --shard $i/4") +
+                           " >/dev/null 2>&1 & pids=\"$pids $!\"; done; " + after_start +
+                           " rc=0; for p in $pids; do wait $p || rc=$((rc + 1)); done; exit $rc";
+        return test::run_shell("bash -c \"" + std::regex_replace(line, std::regex("([\"$`])"), "\\$1") + "\"");
+    };
+    const fs::path out = fresh_out("four-at-once");
+    auto r = shards_at_once(out, "");
+    ASSERT_EQ(r.exit_code, 0) << r.output;
+    test::expect_same_files(reference(), test::snapshot(out), "four shards at once");
+    auto logged = test::logged_pngs(out);
+    EXPECT_EQ(logged.size(), kImages);
+    EXPECT_EQ(std::set<std::string>(logged.begin(), logged.end()).size(), kImages);  // each image once
+
+    // Shard 1 (three images) is SIGKILLed once its first image is logged; the others go on; shard 1 is run again.
+    const fs::path killed = fresh_out("four-one-killed");
+    r = shards_at_once(killed, "set -- $pids; until grep -q '\"shard\":\"1/4\"' '" + (killed / "batch.jsonl").string() +
+                                   "' 2>/dev/null; do sleep 0.02; done; kill -KILL $2;");
+    EXPECT_EQ(r.exit_code, 1) << "only the killed shard fails: " << r.output;
+    auto again = run_multilora(batch_args(shared_dir(), "--out '" + killed.string() + "' --shard 1/4"));
+    ASSERT_EQ(again.exit_code, 0) << again.output;
+    test::expect_same_files(reference(), test::snapshot(killed), "four shards, one killed and rerun");
+    auto after = test::logged_pngs(killed);
+    EXPECT_EQ(std::set<std::string>(after.begin(), after.end()).size(), kImages);
+    EXPECT_EQ(after.size(), kImages);
 }

@@ -1,6 +1,8 @@
 // End to end on the tiny model, through the real binary.
 #include <torch/torch.h>
 
+#include <cmath>
+
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
@@ -132,4 +134,31 @@ TEST(EndToEnd, TokenizeSubcommand) {
     ASSERT_EQ(ids.size(), 77u);
     std::vector<int> head(ids.begin(), ids.begin() + 8);
     EXPECT_EQ(head, (std::vector<int>{49406, 320, 1125, 539, 320, 2368, 49407, 49407}));
+}
+
+// A model with one NaN weight: the first step's latents are NaN. The guard stops the image with the step and
+// the method named, and writes nothing; --allow-nan writes the (meaningless) image anyway.
+TEST(EndToEnd, NanLatentsStopTheImageWithTheStepNamed) {
+    auto out = test::make_temp_dir("e2e-nan");
+    auto file = io::SafetensorsFile::open(test::tiny_single_file());
+    std::vector<std::pair<std::string, at::Tensor>> tensors;
+    for (const auto& name : file->names()) {
+        at::Tensor t = file->tensor(name).clone();
+        if (name == "model.diffusion_model.input_blocks.0.0.weight") t.view(-1)[0] = NAN;
+        tensors.emplace_back(name, t);
+    }
+    const std::string model = (out / "nan-model.safetensors").string();
+    io::save_safetensors(model, tensors, file->metadata());
+    auto r = run_multilora(gen_args(model, out / "images", "nan", 1));
+    EXPECT_EQ(r.exit_code, 1) << r.output;
+    EXPECT_NE(r.output.find("NaN or Inf after denoising step 1 of 6 (method none"), std::string::npos) << r.output;
+    EXPECT_FALSE(fs::exists(out / "images" / "nan.png"));
+    EXPECT_FALSE(fs::exists(out / "images" / "nan.json"));
+    auto bf16 = run_multilora(gen_args(model, out / "images", "nan", 1, "--dtype bf16"));
+    EXPECT_EQ(bf16.exit_code, 1) << bf16.output;
+    EXPECT_NE(bf16.output.find("NaN or Inf after denoising step 1 of 6"), std::string::npos) << bf16.output;
+    EXPECT_FALSE(fs::exists(out / "images" / "nan.png"));
+    auto allowed = run_multilora(gen_args(model, out / "images", "nan", 1, "--allow-nan"));
+    EXPECT_EQ(allowed.exit_code, 0) << allowed.output;
+    EXPECT_TRUE(fs::exists(out / "images" / "nan.png"));
 }

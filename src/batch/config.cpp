@@ -175,7 +175,7 @@ const std::vector<std::string>& batch_config_keys() {
         "negative_prompt", "methods",        "k",           "seeds",     "steps",           "guidance_scale",
         "width",          "height",          "scheduler",   "lora_scale", "switch_interval", "switch_schedule",
         "out",            "threads",         "dtype",       "device",    "long_prompt",     "max_batch_rows",
-        "method_args",    "quick"};
+        "method_args",    "quick",           "allow_nan",   "max_memory_gb"};
     return keys;
 }
 
@@ -197,6 +197,7 @@ public:
     void int_key(const std::string& key, int& out, int lo, int hi, bool required, const std::string& what = "");
     void number_key(const std::string& key, double& out, double lo, double hi, bool required);
     void choice_key(const std::string& key, std::string& out, const std::vector<std::string>& choices);
+    void bool_key(const std::string& key, bool& out);
 
 private:
     const ojson& j_;
@@ -256,6 +257,13 @@ void ConfigReader::number_key(const std::string& key, double& out, double lo, do
     out = x;
 }
 
+void ConfigReader::bool_key(const std::string& key, bool& out) {
+    const ojson* v = get(key);
+    if (!v) return;
+    if (!v->is_boolean()) return errors.add(key, "expected true or false, got " + type_name(*v));
+    out = v->get<bool>();
+}
+
 void ConfigReader::choice_key(const std::string& key, std::string& out, const std::vector<std::string>& choices) {
     const ojson* v = get(key);
     if (!v) return;
@@ -286,6 +294,9 @@ RawPaths read_names_and_paths(ConfigReader& r, BatchConfig& c) {
     r.string_key("out", p.out, true, false);
     r.string_key("prompt", c.prompt, true, true);
     r.string_key("negative_prompt", c.negative_prompt, false, true);
+    for (auto [key, text] : {std::pair{"prompt", &c.prompt}, std::pair{"negative_prompt", &c.negative_prompt}})
+        if (text->size() > 64 * 1024)
+            r.errors.add(key, "is " + std::to_string(text->size()) + " bytes long; at most 65536 are accepted (CLIP reads 77 tokens of it)");
     return p;
 }
 
@@ -398,6 +409,8 @@ void read_generation_settings(ConfigReader& r, BatchConfig& c) {
     read_device(r, c);
     r.choice_key("long_prompt", c.long_prompt, {"truncate", "chunk"});
     r.int_key("max_batch_rows", c.max_batch_rows, 0, 1 << 20, false);
+    r.bool_key("allow_nan", c.allow_nan);
+    r.number_key("max_memory_gb", c.max_memory_gb, 0.001, 1e6, false);
 }
 
 // A method that composes none of the config's k values (K-LoRA takes exactly 2) would make no image. One

@@ -32,6 +32,7 @@
 #include "multilora/sampling/scheduler.h"
 #include "multilora/util/clock.h"
 #include "multilora/util/error.h"
+#include "multilora/util/interrupt.h"
 #include "multilora/util/version.h"
 #include "multilora/util/strings.h"
 
@@ -125,6 +126,9 @@ void write_sheet(const BatchConfig& c, const BatchPlan& plan, const PlanSet& s) 
 void write_gallery(const BatchConfig& c, const BatchPlan& plan) {
     const std::string plan_path = gallery_plan_path(c);
     io::ensure_writable_dir(fs::path(plan_path).parent_path().string());
+    // Shards sharing the folder: the gallery is rendered from what is on disk, so reading and writing happen
+    // under one lock; the last shard to finish then writes the complete gallery.
+    io::DirectoryLock lock(c.out);
     const std::string plan_text = gallery_plan(c, plan).dump(1) + "\n";
     std::error_code ec;
     bool same = false;
@@ -437,6 +441,8 @@ pipeline::GenerationRequest image_request(const BatchConfig& c, const PlanImage&
     req.scheduler = c.scheduler;
     req.long_prompt = c.long_prompt == "chunk" ? text::LongPromptMode::Chunk : text::LongPromptMode::Truncate;
     req.initial_noise = std::move(noise);
+    req.allow_nan = c.allow_nan;
+    req.max_memory_bytes = c.max_memory_gb * 1e9;
     return req;
 }
 
@@ -631,10 +637,30 @@ void Generator::run_image(const PlanSet& s, const PlanImage& im) {
 
 }  // namespace
 
+namespace {
+
+// Every folder the batch writes into lies inside its output folder: a symbolic link on the way (out/STYLE ->
+// /elsewhere) is refused before anything is written.
+void refuse_linked_folders(const BatchConfig& c, const BatchPlan& plan) {
+    const fs::path out = fs::path(c.out).lexically_normal();
+    std::set<fs::path> seen;
+    for (const auto& s : plan.sets)
+        for (fs::path d = fs::path(s.dir).lexically_normal(); d != out && d.has_relative_path() && seen.insert(d).second;
+             d = d.parent_path()) {
+            std::error_code ec;
+            if (fs::is_symlink(d, ec))
+                throw RuntimeError("'" + d.string() + "' is a symbolic link (to '" + fs::read_symlink(d, ec).string() +
+                                   "'); batch writes only inside its output folder '" + c.out + "': remove the link");
+        }
+}
+
+}  // namespace
+
 BatchReport run_batch(const BatchConfig& c, const BatchPlan& plan, const BatchOptions& opt, BatchObserver& observer) {
     const auto t_start = std::chrono::steady_clock::now();
     BatchReport report;
     io::ensure_writable_dir(c.out);
+    refuse_linked_folders(c, plan);
     LeftoverSweep sweep(c, plan, opt.shard);
     const Work work = plan_work(c, plan, opt);
     report.skipped = work.survey.finished;
@@ -655,6 +681,14 @@ BatchReport run_batch(const BatchConfig& c, const BatchPlan& plan, const BatchOp
         generator.run_all();
     } catch (const UsageError&) {
         throw;
+    } catch (const Interrupted& e) {
+        // SIGINT/SIGTERM: the image in progress is discarded; what is finished is on disk and in batch.jsonl
+        // (each line is fsynced); the gallery is brought up to date before the CLI exits 130.
+        refresh_gallery(c, plan);
+        throw Interrupted(std::string(e.what()) + ": " + std::to_string(report.generated) +
+                          " image(s) finished by this run and " + std::to_string(report.skipped) +
+                          " finished before are kept; the image in progress was discarded. Run the same command "
+                          "again to continue");
     } catch (const std::exception& e) {
         throw RuntimeError(std::string(e.what()) + "\nThe batch stopped. " + std::to_string(report.generated) +
                            " image(s) finished by this run and " + std::to_string(report.skipped) +

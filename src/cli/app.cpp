@@ -6,6 +6,7 @@
 
 #include "cli/commands.h"
 #include "multilora/util/error.h"
+#include "multilora/util/interrupt.h"
 #include "multilora/util/version.h"
 
 namespace multilora::cli {
@@ -69,6 +70,9 @@ int run(int argc, char** argv) {
     } catch (const UsageError& e) {
         spdlog::error("{}", e.what());
         return 2;
+    } catch (const Interrupted& e) {
+        spdlog::error("{}", e.what());
+        return 130;
     } catch (const std::exception& e) {
         spdlog::error("{}", e.what());
         return 1;

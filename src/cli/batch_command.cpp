@@ -16,6 +16,7 @@
 #include "multilora/batch/plan.h"
 #include "multilora/batch/runner.h"
 #include "multilora/util/error.h"
+#include "multilora/util/interrupt.h"
 #include "multilora/util/strings.h"
 
 namespace fs = std::filesystem;
@@ -225,7 +226,10 @@ Command add_batch_command(CLI::App& app) {
         "  multilora batch configs/composlora-anime.json --dry-run --json > plan.jsonl\n"
         "  multilora batch configs/composlora-reality.json --shard 3/8      # or inside a Slurm job array\n"
         "  multilora batch configs/composlora-anime.json --gallery-only      # after all shards finished");
-    return [o] { run_batch_command(*o); };
+    return [o] {
+        InterruptScope interrupts;  // Ctrl-C / SIGTERM: the image in progress is discarded, exit 130
+        run_batch_command(*o);
+    };
 }
 
 }  // namespace multilora::cli

@@ -22,6 +22,7 @@
 #include "multilora/sampling/scheduler.h"
 #include "multilora/util/clock.h"
 #include "multilora/util/error.h"
+#include "multilora/util/interrupt.h"
 #include "multilora/util/strings.h"
 #include "multilora/util/version.h"
 
@@ -37,6 +38,7 @@ struct GenerateOptions {
     int threads = 0;
     std::string long_prompt = "truncate";
     bool progress = true;
+    double max_memory_gb = 0;  // --max-memory (0: this machine's RAM)
     std::vector<std::string> loras;
     std::vector<std::string> lora_dirs;  // --lora-dir: where a bare --lora NAME is looked for
     std::string method;  // empty: merge when LoRAs are given, else none
@@ -150,6 +152,7 @@ void run_generate(GenerateOptions o) {
     if (!fs::exists(o.load.model_path)) model_name = model_name.substr(0, model_name.find('@'));
     pipeline::GenerationRequest request = o.request;
     request.long_prompt = o.long_prompt == "chunk" ? text::LongPromptMode::Chunk : text::LongPromptMode::Truncate;
+    request.max_memory_bytes = o.max_memory_gb * 1e9;
     pipeline::validate_request(request);
     pipeline::parse_dtype(o.load.dtype);
     const std::vector<lora::LoraSpec> specs = lora_specs(o.loras, o.lora_dirs);
@@ -225,7 +228,15 @@ Command add_generate_command(CLI::App& app) {
     sub->add_option("--steps", o->request.steps, "Denoising steps")->capture_default_str()->check(CLI::Range(1, 1000));
     sub->add_option("--guidance-scale,-g", o->request.guidance_scale, "Classifier-free guidance scale")
         ->capture_default_str();
-    sub->add_option("--seed", o->request.seed, "Seed of the CPU generator for the initial noise")->capture_default_str();
+    sub->add_option("--seed", o->request.seed, "Seed of the CPU generator for the initial noise (0 or more)")
+        ->capture_default_str()
+        ->check(CLI::Validator(
+            [](std::string& s) {
+                return !s.empty() && s[0] == '-' ? "a seed is 0 or more (got " + s +
+                                                       "; A1111's -1 for a random seed is not supported: choose one)"
+                                                 : std::string();
+            },
+            "SEED"));
     sub->add_option("--width", o->request.width, "Image width (multiple of 8)")->capture_default_str();
     sub->add_option("--height", o->request.height, "Image height (multiple of 8)")->capture_default_str();
     sub->add_option("--scheduler", o->request.scheduler, "Sampler")
@@ -246,6 +257,11 @@ Command add_generate_command(CLI::App& app) {
     sub->add_option("--name", o->output.stem, "Output file stem (default: image-<seed>)");
     sub->add_flag("--save-latents", o->output.save_latents, "Also write STEM.latents.safetensors (final latents)");
     sub->add_flag("--overwrite", o->output.overwrite, "Replace existing outputs");
+    sub->add_option("--max-memory", o->max_memory_gb,
+                    "Refuse sizes whose estimated peak memory is over this many GB (default: this machine's RAM)")
+        ->check(CLI::PositiveNumber);
+    sub->add_flag("--allow-nan", o->request.allow_nan,
+                  "Write the image even when its latents hold NaN or Inf (default: stop with an error naming the step)");
     sub->add_flag("!--no-progress", o->progress, "No step progress output");
     sub->add_option("--lora", o->loras,
                     "LoRA file, optionally with its strength: PATH[:WEIGHT], or a weight schedule under merge: "
@@ -279,6 +295,7 @@ Command add_generate_command(CLI::App& app) {
         compose::methods_help());
     return [o] {
         if (o->output.stem.empty()) o->output.stem = "image-" + std::to_string(o->request.seed);
+        InterruptScope interrupts;  // Ctrl-C / SIGTERM: nothing is written, exit 130
         run_generate(*o);
     };
 }

@@ -2,6 +2,7 @@
 #include "multilora/io/atomic_file.h"
 
 #include <fcntl.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -59,6 +60,13 @@ std::string temp_path_for(const std::string& path) {
 
 AtomicFileWriter::AtomicFileWriter(std::string path) : path_(std::move(path)) {
     if (path_.empty()) throw RuntimeError("cannot write a file with an empty path");
+    // The rename below would replace a link, not follow it; a link where an output goes is refused anyway, so
+    // that nobody's link is silently turned into a file and no write is ever aimed outside the output folder.
+    std::error_code ec;
+    if (std::filesystem::is_symlink(path_, ec))
+        throw RuntimeError("cannot write '" + path_ + "': it is a symbolic link (to '" +
+                           std::filesystem::read_symlink(path_, ec).string() +
+                           "'); multilora does not write through or over links: remove it");
     temp_path_ = temp_path_for(path_);
     fd_ = ::open(temp_path_.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0666);
     if (fd_ < 0)
@@ -181,6 +189,21 @@ std::string read_file(const std::string& path) {
     }
     ::close(fd);
     return out;
+}
+
+DirectoryLock::DirectoryLock(const std::string& dir) {
+    fd_ = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd_ < 0) throw RuntimeError("cannot lock folder '" + dir + "': " + errno_text(errno));
+    while (::flock(fd_, LOCK_EX) != 0) {
+        if (errno == EINTR) continue;
+        const int err = errno;
+        ::close(fd_);
+        throw RuntimeError("cannot lock folder '" + dir + "': " + errno_text(err));
+    }
+}
+
+DirectoryLock::~DirectoryLock() {
+    if (fd_ >= 0) ::close(fd_);  // closing the descriptor releases the lock
 }
 
 }  // namespace multilora::io

@@ -136,6 +136,11 @@ BaseModel base_model_of(const std::map<std::string, std::string>& meta) {
 }
 
 LoraFile read_lora_file(const std::string& path) {
+    if (io::looks_like_pickle_checkpoint(path))
+        throw RuntimeError("'" + path + "' is a PyTorch pickle file. multilora reads only .safetensors LoRAs (pickle "
+                           "files can run arbitrary code when loaded). Convert it once with Python, e.g.:\n  python -c "
+                           "\"import torch, safetensors.torch as st; sd = torch.load('IN.pt', map_location='cpu'); "
+                           "st.save_file({k: v.contiguous() for k, v in sd.items()}, 'OUT.safetensors')\"");
     auto file = io::SafetensorsFile::open(path);
     LoraFile out;
     out.path = path;
@@ -170,6 +175,9 @@ LoraFile read_lora_file(const std::string& path) {
         if (inserted) order.push_back(p.stem);
         LoraGroup& g = it->second;
         at::Tensor t = file->tensor(k, static_cast<int8_t>(at::kFloat));
+        // A NaN or Inf factor would turn every image it touches into NaN: refused here, naming the key.
+        if (!at::isfinite(t).all().item<bool>())
+            throw RuntimeError("'" + path + "' has NaN or Inf values in '" + k + "'; the file is damaged");
         if (p.role == "down") g.down = t;
         else if (p.role == "up") g.up = t;
         else g.alpha = t.numel() == 1 ? std::optional<double>(t.reshape({}).item<double>()) : std::nullopt;

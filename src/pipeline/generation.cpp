@@ -2,13 +2,18 @@
 
 #include <torch/torch.h>
 
+#include <unistd.h>
+
 #include <chrono>
+#include <cmath>
+#include <cstdio>
 
 #include "multilora/pipeline/model_loader.h"
 #include "multilora/pipeline/runtime.h"
 #include "multilora/sampling/scheduler.h"
 #include "multilora/util/clock.h"
 #include "multilora/util/error.h"
+#include "multilora/util/interrupt.h"
 
 namespace multilora::pipeline {
 
@@ -18,12 +23,87 @@ void validate_request(const GenerationRequest& r) {
                          std::to_string(r.height) + ")");
     if (r.steps < 1 || r.steps > 1000) throw UsageError("--steps must be between 1 and 1000");
     if (r.num_images < 1) throw UsageError("--num-images must be at least 1");
+    // CLIP reads 77 tokens (long_prompt "chunk": as many 75-token chunks as the text needs); 64 KiB is
+    // ~10 000 words, far past any real prompt, and bounds the tokenizer's and the text encoder's work.
+    constexpr size_t kMaxPromptBytes = 64 * 1024;
+    for (const std::string* p : {&r.prompt, &r.negative_prompt})
+        if (p->size() > kMaxPromptBytes)
+            throw UsageError(std::string(p == &r.prompt ? "the prompt" : "the negative prompt") + " is " +
+                             std::to_string(p->size()) + " bytes long; at most " + std::to_string(kMaxPromptBytes) +
+                             " are accepted (CLIP reads 77 tokens of it)");
+    if (!std::isfinite(r.guidance_scale) || std::fabs(r.guidance_scale) > 1000)
+        throw UsageError("--guidance-scale must be a finite number between -1000 and 1000");
     const auto& names = sampling::scheduler_names();
     if (std::find(names.begin(), names.end(), r.scheduler) == names.end()) {
         std::string list;
         for (const auto& n : names) list += (list.empty() ? "" : ", ") + n;
         throw UsageError("unknown scheduler '" + r.scheduler + "' (choose one of: " + list + ")");
     }
+}
+
+namespace {
+
+double parameter_bytes(torch::nn::Module& module) {
+    double bytes = 0;
+    for (const auto& p : module.parameters()) bytes += static_cast<double>(p.numel()) * p.element_size();
+    for (const auto& b : module.buffers()) bytes += static_cast<double>(b.numel()) * b.element_size();
+    return bytes;
+}
+
+std::string gigabytes(double bytes) {
+    char buf[32];
+    std::snprintf(buf, sizeof buf, "%.1f GB", bytes / 1e9);
+    return buf;
+}
+
+}  // namespace
+
+std::string MemoryEstimate::describe() const {
+    return "about " + gigabytes(total()) + " (weights " + gigabytes(weights) + ", " +
+           (vae >= unet ? "VAE decode " + gigabytes(vae) : "UNet activations " + gigabytes(unet)) + ")";
+}
+
+MemoryEstimate estimate_memory(const StableDiffusionModel& model, const GenerationRequest& request, int rows) {
+    MemoryEstimate e;
+    auto& m = const_cast<StableDiffusionModel&>(model);
+    e.weights = parameter_bytes(*m.unet) + parameter_bytes(*m.text_encoder) + parameter_bytes(*m.vae);
+    const auto& vae = model.vae->config();
+    const double factor = vae.downscale_factor();
+    const double pixels = static_cast<double>(request.width) * request.height;
+    const double element = at::elementSize(model.dtype);
+    // UNet: ~10 tensors of the first level's width live at once (3 skips, the resnet's working set), per row.
+    const double c0 = model.unet->config().block_out_channels.at(0);
+    e.unet = rows * (pixels / (factor * factor)) * c0 * 10 * element + 128.0 * (1 << 20);
+    // VAE decoder at full resolution: the last block's input (block_out[1] channels) and three working tensors
+    // of block_out[0] channels, for each image.
+    const auto& vc = vae.block_out_channels;
+    const double c_in = vc.size() > 1 ? vc[1] : vc[0];
+    e.vae = request.num_images * pixels * (c_in + 3.0 * vc[0]) * element;
+    return e;
+}
+
+double physical_memory_bytes() {
+    const long pages = sysconf(_SC_PHYS_PAGES), page = sysconf(_SC_PAGESIZE);
+    return pages > 0 && page > 0 ? static_cast<double>(pages) * page : 0;
+}
+
+void check_size_fits(const StableDiffusionModel& model, const GenerationRequest& request, int rows) {
+    const auto& vae = model.vae->config();
+    const int halvings = static_cast<int>(model.unet->config().block_out_channels.size()) - 1;
+    const int min_side = vae.downscale_factor() * (1 << halvings);
+    if (request.width < min_side || request.height < min_side)
+        throw UsageError("--width and --height must be at least " + std::to_string(min_side) + " for this model (got " +
+                         std::to_string(request.width) + "x" + std::to_string(request.height) +
+                         "): its UNet halves the " + std::to_string(min_side / (1 << halvings)) + "x-smaller latents " +
+                         std::to_string(halvings) + " times");
+    const MemoryEstimate e = estimate_memory(model, request, rows);
+    const double limit = request.max_memory_bytes > 0 ? request.max_memory_bytes : physical_memory_bytes();
+    if (limit > 0 && e.total() > limit)
+        throw UsageError(std::to_string(request.width) + "x" + std::to_string(request.height) + " needs " + e.describe() +
+                         ", more than the " + gigabytes(limit) +
+                         (request.max_memory_bytes > 0 ? " that --max-memory allows" : " of RAM this machine has") +
+                         "; choose a smaller size" + (request.num_images > 1 ? " or fewer images" : "") +
+                         ", or raise --max-memory (GB) if you know better");
 }
 
 at::Tensor draw_initial_noise(uint64_t seed, int64_t draw_index, at::IntArrayRef shape) {
@@ -68,12 +148,25 @@ at::Tensor initial_latents(const StableDiffusionModel& model, const GenerationRe
     return latents.to(model.device, model.dtype) * scheduler.init_noise_sigma();
 }
 
+// A NaN or Inf anywhere in the latents: the image is lost, and saying where beats writing a black PNG.
+void check_finite(const at::Tensor& latents, int step, int total, const compose::CompositionMethod& method) {
+    if (at::isfinite(latents).all().item<bool>()) return;
+    const nlohmann::json record = method.record();
+    const std::string name = record.value("method", std::string("none"));
+    const int64_t bad = latents.numel() - at::isfinite(latents).sum().item<int64_t>();
+    throw RuntimeError("the latents hold NaN or Inf after denoising step " + std::to_string(step + 1) + " of " +
+                       std::to_string(total) + " (method " + name + ", " + std::to_string(bad) + " of " +
+                       std::to_string(latents.numel()) + " values); the image is not written. Try fp32 if this "
+                       "ran in fp16/bf16, smaller LoRA weights or another sampler; --allow-nan writes it anyway");
+}
+
 // The denoising loop: one method->predict and one scheduler step per timestep.
 at::Tensor denoise(StableDiffusionModel& model, const GenerationRequest& request, compose::CompositionMethod& method,
                    const text::EncodedPrompts& prompts, sampling::Scheduler& scheduler, at::Tensor latents,
                    at::Generator& gen, const StepCallback& on_step, GenerationResult& result) {
     const int total = static_cast<int>(result.timesteps.size());
     for (int i = 0; i < total; ++i) {
+        throw_if_interrupted();  // SIGINT/SIGTERM under an InterruptScope: this image is discarded
         auto ts = std::chrono::steady_clock::now();
         const double t = result.timesteps[i];
         at::Tensor timestep = scheduler.timestep_is_integral() ? at::scalar_tensor(static_cast<int64_t>(t), at::kLong)
@@ -83,10 +176,12 @@ at::Tensor denoise(StableDiffusionModel& model, const GenerationRequest& request
         compose::StepContext ctx{scaled, timestep, i, prompts, request.guidance_scale, total};
         at::Tensor eps = method.predict(ctx);
         latents = scheduler.step(eps, i, latents, &gen);
+        if (!request.allow_nan) check_finite(latents, i, total, method);
         const double secs = seconds_since(ts);
         result.step_seconds.push_back(secs);
         if (on_step) on_step(i, total, secs);
     }
+    throw_if_interrupted();
     return latents;
 }
 
@@ -113,6 +208,7 @@ GenerationResult generate(StableDiffusionModel& model, const GenerationRequest& 
     const int factor = vae_cfg.downscale_factor();
     if (request.width % factor != 0 || request.height % factor != 0)
         throw UsageError("--width and --height must be multiples of " + std::to_string(factor) + " for this VAE");
+    check_size_fits(model, request, 2 * request.num_images);
     result.width = request.width;
     result.height = request.height;
     PlainMethod plain(model_parts(model));

@@ -38,6 +38,12 @@ void check_outputs(const OutputPlan& plan) {
     if (plan.stem.empty() || plan.stem.find('/') != std::string::npos)
         throw UsageError("--name must be a plain file stem without '/' (got '" + plan.stem + "')");
     io::ensure_writable_dir(plan.dir);
+    for (const auto& p : plan.all_paths()) {
+        std::error_code ec;
+        if (fs::is_symlink(p, ec))
+            throw RuntimeError("'" + p + "' is a symbolic link (to '" + fs::read_symlink(p, ec).string() +
+                               "'); multilora does not write through or over links: remove it, or choose another --name");
+    }
     if (plan.overwrite) return;
     for (const auto& p : plan.all_paths())
         if (fs::exists(p)) throw RuntimeError("'" + p + "' already exists; pass --overwrite to replace it, or choose another --name");

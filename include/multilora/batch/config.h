@@ -69,6 +69,8 @@ struct BatchConfig {
     std::string device = "cpu";
     std::string long_prompt = "truncate";
     int max_batch_rows = 0;
+    bool allow_nan = false;
+    double max_memory_gb = 0;  // refuse sizes whose estimated peak is above (0: this machine's RAM)  // write images whose latents went NaN/Inf (default: stop with an error)
     // Each listed method's validated parameters (defaults, the top-level keys above that set them, then
     // "method_args": {"METHOD": {"PARAM": value}}).
     std::map<std::string, compose::MethodArgs> method_args;

@@ -49,4 +49,18 @@ private:
     bool committed_ = false;
 };
 
+// An exclusive flock(2) on a folder, held while alive: processes that write a shared file of the folder by
+// reading the folder's state first (the batch gallery) take it, so that the last writer saw every earlier write.
+// flock on the folder itself leaves no lock file behind. Throws RuntimeError when the folder cannot be opened.
+class DirectoryLock {
+public:
+    explicit DirectoryLock(const std::string& dir);
+    ~DirectoryLock();
+    DirectoryLock(const DirectoryLock&) = delete;
+    DirectoryLock& operator=(const DirectoryLock&) = delete;
+
+private:
+    int fd_ = -1;
+};
+
 }  // namespace multilora::io

@@ -3,6 +3,7 @@
 #pragma once
 
 #include <cstdint>
+#include <algorithm>
 #include <functional>
 #include <string>
 #include <vector>
@@ -31,6 +32,12 @@ struct GenerationRequest {
     // draw from the seed's generator (batch runs share one generator across sets). The generator seeded with
     // `seed` still feeds ancestral samplers.
     at::Tensor initial_noise;
+    // false: a NaN or Inf in the latents after any step stops the image with an error that names the step and the
+    // method (no black PNG). true (--allow-nan, batch "allow_nan"): carry on and write what comes out.
+    bool allow_nan = false;
+    // The most memory the run may need, in bytes (0: this machine's RAM). A larger estimate is refused before any
+    // work, with the estimate's parts (--max-memory GB).
+    double max_memory_bytes = 0;
 
     compose::PromptText prompt_text() const { return {prompt, negative_prompt, long_prompt}; }
 };
@@ -56,6 +63,21 @@ struct GenerationResult {
 
 // Checks settings that need no model (sizes, steps, scheduler name); throws UsageError.
 void validate_request(const GenerationRequest& request);
+
+// What a run at this size needs at its peak, roughly: the weights, plus the larger of the UNet's live
+// activations (skip connections and working tensors at the first level, one chunk of attention scores) and the
+// VAE decoder's at full resolution (its last two levels' channels). `rows` counts UNet rows per step (2 with
+// guidance, k times that for Composite).
+struct MemoryEstimate {
+    double weights = 0, unet = 0, vae = 0;
+    double total() const { return weights + std::max(unet, vae); }
+    std::string describe() const;  // "about 43.1 GB (weights 2.1 GB, VAE decode 41.0 GB)"
+};
+MemoryEstimate estimate_memory(const StableDiffusionModel& model, const GenerationRequest& request, int rows);
+// This machine's RAM in bytes (sysconf).
+double physical_memory_bytes();
+// Refuses (UsageError) a size below the UNet's total downsampling, or an estimate above the request's limit.
+void check_size_fits(const StableDiffusionModel& model, const GenerationRequest& request, int rows);
 
 // The parts of the model a composition method drives.
 compose::ModelParts model_parts(StableDiffusionModel& model);
