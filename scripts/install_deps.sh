@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs multilora's build and runtime dependencies from Debian 12 packages (needs root or sudo);
-# --tests adds the test suite's (chromium).
+# --tests adds the test suite's (chromium); --sanitize adds clang, its sanitizer and libFuzzer runtimes and
+# llvm-symbolizer (scripts/test.sh --sanitize, scripts/fuzz.sh). Both may be given.
 # OpenBLAS is required: without it Debian's libtorch runs matrix products on the reference BLAS
 # (measured 5.5 GFLOP/s fp32, against 133 GFLOP/s with libopenblas0-openmp).
 set -euo pipefail
@@ -11,7 +12,13 @@ PACKAGES=(
   libcli11-dev nlohmann-json3-dev libspdlog-dev libstb-dev libgtest-dev libcurl4-openssl-dev
 )
 # --tests: what the test suite needs besides: headless Chromium opens the pages multilora writes.
-if [ "${1:-}" = "--tests" ]; then PACKAGES+=(chromium); fi
+for arg in "$@"; do
+  case "$arg" in
+    --tests) PACKAGES+=(chromium) ;;
+    --sanitize) PACKAGES+=(clang libclang-rt-14-dev llvm-14) ;;
+    *) echo "install_deps.sh: unknown option '$arg' (--tests, --sanitize)" >&2; exit 2 ;;
+  esac
+done
 
 missing=()
 for p in "${PACKAGES[@]}"; do

@@ -1,9 +1,38 @@
 #!/usr/bin/env bash
 # Fresh Debian 12 machine -> dependencies installed, Release build, full test suite (ctest).
+#   scripts/test.sh              # the suite on the Release build (build/)
+#   scripts/test.sh --sanitize   # the suite built with clang, ASan + UBSan + -D_GLIBCXX_ASSERTIONS (build-san/),
+#                                # plus every fuzz target over its corpus; suppressions: tests/sanitizer/
+#   scripts/test.sh --all        # both, then scripts/fuzz.sh for 20 s a target (what CI runs)
 set -euo pipefail
 cd "$(dirname "$0")/.."
-scripts/install_deps.sh --tests
-python3 scripts/check_layers.py   # no include points up a layer (docs/architecture.md); seconds
-scripts/build.sh
-cd "${BUILD_DIR:-build}"
-ctest --output-on-failure -j"$(nproc)" --timeout 900
+mode=${1:-release}
+case "$mode" in
+  release|--sanitize|--all) ;;
+  *) echo "test.sh: unknown option '$mode' (none, --sanitize or --all)" >&2; exit 2 ;;
+esac
+
+release_suite() {
+  scripts/install_deps.sh --tests
+  python3 scripts/check_layers.py   # no include points up a layer (docs/architecture.md); seconds
+  scripts/build.sh
+  (cd "${BUILD_DIR:-build}" && ctest --output-on-failure -j"$(nproc)" --timeout 900)
+}
+
+sanitized_suite() {
+  scripts/install_deps.sh --tests --sanitize
+  local dir=${SAN_BUILD_DIR:-build-san}
+  CC=clang CXX=clang++ cmake -S . -B "$dir" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DMULTILORA_SANITIZE=ON >/dev/null
+  cmake --build "$dir" -j"$(nproc)"
+  local supp=$PWD/tests/sanitizer
+  export ASAN_OPTIONS="detect_leaks=1:abort_on_error=1:strict_string_checks=1:detect_stack_use_after_return=1"
+  export LSAN_OPTIONS="suppressions=$supp/lsan.supp:print_suppressions=0"
+  export UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1:suppressions=$supp/ubsan.supp"
+  (cd "$dir" && ctest --output-on-failure -j"$(nproc)" --timeout 1800)
+}
+
+case "$mode" in
+  release) release_suite ;;
+  --sanitize) sanitized_suite ;;
+  --all) release_suite; sanitized_suite; scripts/fuzz.sh 20 ;;
+esac

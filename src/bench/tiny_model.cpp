@@ -148,10 +148,10 @@ TinyModelPaths make_tiny_model(const std::string& dir, uint64_t seed) {
         return nlohmann::ordered_json{{"id", id}, {"name", name}, {"trigger", trigger}, {"url", ""}};
     };
     nlohmann::ordered_json info;
-    info["character"] = {entry("tiny-character", "Tiny Character", {"tiny fox", "red fur"})};
-    info["clothing"] = {entry("tiny-peft", "Tiny Scarf (PEFT)", {"blue scarf"})};
-    info["style"] = {entry("tiny-style", "Tiny Watercolor Style", {"watercolor", "soft edges"})};
-    info["object"] = {entry("tiny-object", "Tiny Lantern", {"paper lantern"})};
+    info["character"] = nlohmann::ordered_json::array({entry("tiny-character", "Tiny Character", {"tiny fox", "red fur"})});
+    info["clothing"] = nlohmann::ordered_json::array({entry("tiny-peft", "Tiny Scarf (PEFT)", {"blue scarf"})});
+    info["style"] = nlohmann::ordered_json::array({entry("tiny-style", "Tiny Watercolor Style", {"watercolor", "soft edges"})});
+    info["object"] = nlohmann::ordered_json::array({entry("tiny-object", "Tiny Lantern", {"paper lantern"})});
     paths.lora_info = (loras / "tiny_lora_info.json").string();
     io::write_file_atomic(paths.lora_info, info.dump(4) + "\n");
     return paths;
