@@ -185,3 +185,25 @@ TEST(ioPngReader, MalformedInputIsRefusedWithoutReadingOutOfBounds) {
         EXPECT_NE(std::string(e.what()).find("cannot decode PNG"), std::string::npos) << e.what();
     }
 }
+
+// decode_png_rgb reads PNG only, and checks the size in the header before decoding: the fuzzer's input (a TGA
+// header stb_image would have spent minutes on) and a PNG header claiming 10000 x 10000 are refused at once.
+TEST(ioPngWriter, DecoderRefusesOtherFormatsAndHugeSizes) {
+    const std::string tga("\x89\x00\x0a\x00#DR\x00\x00\x05\x00#DR\x00\x81\x08\x00\x00\x00\x00`", 23);
+    try {
+        (void)decode_png_rgb(tga, nullptr, nullptr);
+        FAIL() << "a TGA header was decoded";
+    } catch (const RuntimeError& e) {
+        EXPECT_NE(std::string(e.what()).find("PNG signature"), std::string::npos) << e.what();
+    }
+    std::vector<uint8_t> px(4 * 4 * 3, 7);
+    std::string png = encode_png(px.data(), 4, 4);
+    // IHDR's width and height are bytes 16..23 (big-endian); the CRC is not checked by stb's info pass.
+    for (int i : {16, 20}) png.replace(i, 4, std::string("\x00\x00\x27\x10", 4));  // 10000
+    try {
+        (void)decode_png_rgb(png, nullptr, nullptr);
+        FAIL() << "a 10000 x 10000 header was decoded";
+    } catch (const RuntimeError& e) {
+        EXPECT_NE(std::string(e.what()).find("10000x10000 is more than the 67 M pixels"), std::string::npos) << e.what();
+    }
+}

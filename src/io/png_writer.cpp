@@ -175,7 +175,21 @@ std::vector<std::pair<std::string, std::string>> read_png_text_chunks(const std:
 
 std::vector<uint8_t> decode_png_rgb(const std::string& png_bytes, int* width, int* height) {
     if (png_bytes.size() > static_cast<size_t>(INT_MAX)) throw RuntimeError("cannot decode PNG: data too large");
+    // stb_image reads a dozen formats: only PNG is asked for here (the fuzzer found a TGA header that kept stb busy
+    // for minutes), and the size is checked from the header before any pixel is decoded.
+    static const char kSignature[8] = {'\x89', 'P', 'N', 'G', '\r', '\n', '\x1a', '\n'};
+    if (png_bytes.size() < 8 || std::memcmp(png_bytes.data(), kSignature, 8) != 0)
+        throw RuntimeError("cannot decode PNG: the data does not start with the PNG signature");
     int w = 0, h = 0, comp = 0;
+    const auto* data = reinterpret_cast<const stbi_uc*>(png_bytes.data());
+    if (!stbi_info_from_memory(data, static_cast<int>(png_bytes.size()), &w, &h, &comp)) {
+        const char* reason = stbi_failure_reason();
+        throw RuntimeError(std::string("cannot decode PNG: ") + (reason ? reason : "unknown error"));
+    }
+    constexpr int64_t kMaxPixels = int64_t{1} << 26;  // 8192 x 8192
+    if (static_cast<int64_t>(w) * h > kMaxPixels)
+        throw RuntimeError("cannot decode PNG: " + std::to_string(w) + "x" + std::to_string(h) +
+                           " is more than the 67 M pixels multilora reads");
     stbi_uc* pixels = stbi_load_from_memory(reinterpret_cast<const stbi_uc*>(png_bytes.data()),
                                             static_cast<int>(png_bytes.size()), &w, &h, &comp, 3);
     if (pixels == nullptr) {
