@@ -6,6 +6,7 @@
 #   scripts/fuzz.sh            # 20 s a target (CI)
 #   scripts/fuzz.sh 600        # ten minutes a target
 #   FUZZ_TARGETS="fuzz_safetensors fuzz_tokenizer" scripts/fuzz.sh 60
+#   FUZZ_SEED=1 scripts/fuzz.sh 20   # the same inputs in the same order on every run (CI); default: a random seed
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SECONDS_PER_TARGET=${1:-20}
@@ -29,7 +30,7 @@ for t in $targets; do
   mkdir -p "$corpus"
   log="$work/$t.log"
   rc=0
-  "$BUILD/tests/$t" -max_total_time="$SECONDS_PER_TARGET" -timeout=20 -rss_limit_mb=4096 -print_final_stats=1 \
+  "$BUILD/tests/$t" -seed="${FUZZ_SEED:-0}" -max_total_time="$SECONDS_PER_TARGET" -timeout=20 -rss_limit_mb=4096 -print_final_stats=1 \
     -artifact_prefix="$work/crashes/$name-" "$corpus" "$seeds" >"$log" 2>&1 || rc=$?
   execs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log" | tail -1)
   rate=$(sed -n 's/^stat::average_exec_per_sec: *//p' "$log" | tail -1)

@@ -198,8 +198,10 @@ TEST(ioPngWriter, DecoderRefusesOtherFormatsAndHugeSizes) {
     }
     std::vector<uint8_t> px(4 * 4 * 3, 7);
     std::string png = encode_png(px.data(), 4, 4);
-    // IHDR's width and height are bytes 16..23 (big-endian); the CRC is not checked by stb's info pass.
+    // IHDR's width and height are bytes 16..23 (big-endian), its CRC bytes 29..32 (over type and data, 12..28).
     for (int i : {16, 20}) png.replace(i, 4, std::string("\x00\x00\x27\x10", 4));  // 10000
+    const uint32_t crc = png_crc32(png.substr(12, 17));
+    for (int b = 0; b < 4; ++b) png[29 + b] = static_cast<char>((crc >> (24 - 8 * b)) & 0xff);
     try {
         (void)decode_png_rgb(png, nullptr, nullptr);
         FAIL() << "a 10000 x 10000 header was decoded";

@@ -180,9 +180,21 @@ std::vector<uint8_t> decode_png_rgb(const std::string& png_bytes, int* width, in
     static const char kSignature[8] = {'\x89', 'P', 'N', 'G', '\r', '\n', '\x1a', '\n'};
     if (png_bytes.size() < 8 || std::memcmp(png_bytes.data(), kSignature, 8) != 0)
         throw RuntimeError("cannot decode PNG: the data does not start with the PNG signature");
+    // The chunk stream is checked first (lengths inside the data, CRCs), and empty IDAT chunks are dropped:
+    // stb_image trusts chunk lengths and, given an empty first IDAT, copies 0 bytes to a null pointer (UB; found
+    // by the fuzzer under UBSan). Neither changes the image of a well-formed PNG.
+    (void)read_png_text_chunks(png_bytes);
+    std::string clean = png_bytes.substr(0, 8);
+    for (size_t pos = 8; pos + 12 <= png_bytes.size();) {
+        const uint32_t len = read_be32(png_bytes, pos);
+        const bool empty_idat = len == 0 && png_bytes.compare(pos + 4, 4, "IDAT") == 0;
+        if (!empty_idat) clean.append(png_bytes, pos, 12 + static_cast<size_t>(len));
+        if (png_bytes.compare(pos + 4, 4, "IEND") == 0) break;
+        pos += 12 + static_cast<size_t>(len);
+    }
     int w = 0, h = 0, comp = 0;
-    const auto* data = reinterpret_cast<const stbi_uc*>(png_bytes.data());
-    if (!stbi_info_from_memory(data, static_cast<int>(png_bytes.size()), &w, &h, &comp)) {
+    const auto* data = reinterpret_cast<const stbi_uc*>(clean.data());
+    if (!stbi_info_from_memory(data, static_cast<int>(clean.size()), &w, &h, &comp)) {
         const char* reason = stbi_failure_reason();
         throw RuntimeError(std::string("cannot decode PNG: ") + (reason ? reason : "unknown error"));
     }
@@ -190,8 +202,7 @@ std::vector<uint8_t> decode_png_rgb(const std::string& png_bytes, int* width, in
     if (static_cast<int64_t>(w) * h > kMaxPixels)
         throw RuntimeError("cannot decode PNG: " + std::to_string(w) + "x" + std::to_string(h) +
                            " is more than the 67 M pixels multilora reads");
-    stbi_uc* pixels = stbi_load_from_memory(reinterpret_cast<const stbi_uc*>(png_bytes.data()),
-                                            static_cast<int>(png_bytes.size()), &w, &h, &comp, 3);
+    stbi_uc* pixels = stbi_load_from_memory(data, static_cast<int>(clean.size()), &w, &h, &comp, 3);
     if (pixels == nullptr) {
         const char* reason = stbi_failure_reason();
         throw RuntimeError(std::string("cannot decode PNG: ") + (reason ? reason : "unknown error"));
