@@ -369,6 +369,13 @@ void save_safetensors(const std::string& path, const std::vector<std::pair<std::
     out.commit();
 }
 
+const char* pickle_conversion_hint() {
+    return "multilora reads only .safetensors weights (pickle files can run arbitrary code when loaded). Convert it "
+           "once with Python, e.g.:\n  python -c \"import torch, safetensors.torch as st; sd = torch.load('IN.ckpt', "
+           "map_location='cpu'); sd = sd.get('state_dict', sd); st.save_file({k: v.contiguous() for k, v in sd.items() "
+           "if hasattr(v, 'contiguous')}, 'OUT.safetensors')\"";
+}
+
 bool looks_like_pickle_checkpoint(const std::string& path) {
     int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
     if (fd < 0) return false;

@@ -137,10 +137,7 @@ BaseModel base_model_of(const std::map<std::string, std::string>& meta) {
 
 LoraFile read_lora_file(const std::string& path) {
     if (io::looks_like_pickle_checkpoint(path))
-        throw RuntimeError("'" + path + "' is a PyTorch pickle file. multilora reads only .safetensors LoRAs (pickle "
-                           "files can run arbitrary code when loaded). Convert it once with Python, e.g.:\n  python -c "
-                           "\"import torch, safetensors.torch as st; sd = torch.load('IN.pt', map_location='cpu'); "
-                           "st.save_file({k: v.contiguous() for k, v in sd.items()}, 'OUT.safetensors')\"");
+        throw RuntimeError("'" + path + "' is a PyTorch pickle file. " + io::pickle_conversion_hint());
     auto file = io::SafetensorsFile::open(path);
     LoraFile out;
     out.path = path;

@@ -42,17 +42,10 @@ c10::Device parse_device(const std::string& name) {
 
 namespace {
 
-
-const char* kPickleHint =
-    "multilora reads only .safetensors weights (pickle files can run arbitrary code when loaded). Convert it once "
-    "with Python, e.g.:\n  python -c \"import torch, safetensors.torch as st; sd = torch.load('IN.ckpt', "
-    "map_location='cpu'); sd = sd.get('state_dict', sd); st.save_file({k: v.contiguous() for k, v in sd.items() "
-    "if hasattr(v, 'contiguous')}, 'OUT.safetensors')\"";
-
 std::shared_ptr<io::SafetensorsFile> open_weights(const std::string& path) {
     if (!fs::exists(path)) throw RuntimeError("model file not found: '" + path + "'");
     if (io::looks_like_pickle_checkpoint(path))
-        throw RuntimeError("'" + path + "' is a PyTorch pickle checkpoint. " + kPickleHint);
+        throw RuntimeError("'" + path + "' is a PyTorch pickle checkpoint. " + io::pickle_conversion_hint());
     return io::SafetensorsFile::open(path);
 }
 
@@ -271,7 +264,7 @@ WeightIndex index_component(const fs::path& dir, const std::string& stem, std::v
     }
     for (const auto& ext : {".bin", ".ckpt", ".pt"})
         if (fs::exists(dir / (stem + ext)))
-            throw RuntimeError("'" + (dir / (stem + ext)).string() + "' is a PyTorch pickle. " + kPickleHint);
+            throw RuntimeError("'" + (dir / (stem + ext)).string() + "' is a PyTorch pickle. " + io::pickle_conversion_hint());
     throw RuntimeError("no weights in '" + dir.string() + "' (expected " + stem + ".safetensors)");
 }
 

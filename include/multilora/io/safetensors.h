@@ -76,5 +76,7 @@ void save_safetensors(const std::string& path,
 
 // True when the file starts like a Python pickle / zip (.ckpt, .pt, .bin), which multilora refuses.
 bool looks_like_pickle_checkpoint(const std::string& path);
+// What every pickle refusal says after naming the file: why, and the one-line conversion to .safetensors.
+const char* pickle_conversion_hint();
 
 }  // namespace multilora::io
