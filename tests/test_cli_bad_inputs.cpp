@@ -315,11 +315,25 @@ std::vector<Case> lora_cases() {
              return with(lora_file(c.in / "l.safetensors", {{kToK + ".lora_down.weight", r({4, 48})}, {kToK + ".lora_up.weight", r({32, 4})}}), c);
          }},
         {"lora-without-lora-keys", [with](Ctx& c) { return with(lora_file(c.in / "l.safetensors", {{"some.weight", r({4, 4})}}), c); }},
-        {"lora-loha", [with](Ctx& c) {
-             return with(lora_file(c.in / "l.safetensors", {{kToK + ".hada_w1_a", r({32, 4})}, {kToK + ".hada_w1_b", r({4, 32})},
+        {"lora-loha-corrupt", [with](Ctx& c) {
+             return with(lora_file(c.in / "l.safetensors", {{kToK + ".hada_w1_a", r({32, 4})}, {kToK + ".hada_w1_b", r({3, 32})},
                                                             {kToK + ".hada_w2_a", r({32, 4})}, {kToK + ".hada_w2_b", r({4, 32})}}),
                          c);
          }},
+        {"lora-lokr-misfit", [with](Ctx& c) {
+             return with(lora_file(c.in / "l.safetensors", {{kToK + ".lokr_w1", r({2, 2})}, {kToK + ".lokr_w2", r({16, 8})}}), c);
+         }},
+        {"lora-mixed-forms", [with](Ctx& c) {
+             return with(lora_file(c.in / "l.safetensors", {{kToK + ".lora_down.weight", r({4, 32})}, {kToK + ".lora_up.weight", r({32, 4})},
+                                                            {kToK + ".hada_w1_a", r({32, 4})}}),
+                         c);
+         }},
+        {"lora-dora-misfit", [with](Ctx& c) {
+             return with(lora_file(c.in / "l.safetensors", {{kToK + ".lora_down.weight", r({4, 32})}, {kToK + ".lora_up.weight", r({32, 4})},
+                                                            {kToK + ".dora_scale", r({7, 1})}}),
+                         c);
+         }},
+        {"lora-oft", [with](Ctx& c) { return with(lora_file(c.in / "l.safetensors", {{kToK + ".oft_blocks", r({4, 8, 8})}}), c); }},
         {"lora-bad-weight-schedule", [tiny](Ctx& c) {
              return gen(tiny, c.out, "--method merge --lora '" + good_lora(c.in / "l.safetensors") + ":1@0,x@0.5'");
          }},

@@ -68,12 +68,56 @@ TEST(LoraFiles, ShapesThatDoNotFitAreRefused) {
 }
 
 TEST(LoraFiles, UnsupportedKindsAreNamed) {
-    expect_refused(write_lora("loha.safetensors", {{kToK + ".hada_w1_a", r({32, 4})}, {kToK + ".hada_w1_b", r({4, 32})}}), {"LoHa"});
-    expect_refused(write_lora("lokr.safetensors", {{kToK + ".lokr_w1", r({4, 4})}, {kToK + ".lokr_w2", r({8, 8})}}), {"LoKr"});
-    expect_refused(write_lora("dora.safetensors", {{kToK + ".lora_down.weight", r({4, 32})},
-                                                   {kToK + ".lora_up.weight", r({32, 4})},
-                                                   {kToK + ".dora_scale", r({32, 1})}}),
-                   {"DoRA"});
+    expect_refused(write_lora("oft.safetensors", {{kToK + ".oft_blocks", r({4, 8, 8})}}), {"OFT/BOFT"});
+    expect_refused(write_lora("glora.safetensors", {{kToK + ".a1.weight", r({4, 32})}, {kToK + ".a2.weight", r({32, 4})},
+                                                    {kToK + ".b1.weight", r({4, 32})}, {kToK + ".b2.weight", r({32, 4})}}),
+                   {"GLoRA"});
+}
+
+// LyCORIS files whose factors contradict each other, or whose ΔW does not fit the layer, are refused naming
+// the module; so are keys of two forms on one module.
+TEST(LoraFiles, BrokenLycorisFilesAreRefused) {
+    expect_refused(write_lora("loha-ranks.safetensors", {{kToK + ".hada_w1_a", r({32, 4})}, {kToK + ".hada_w1_b", r({3, 32})},
+                                                         {kToK + ".hada_w2_a", r({32, 4})}, {kToK + ".hada_w2_b", r({4, 32})}}),
+                   {"corrupt factor shapes", kToK, "ranks differ within a pair"});
+    expect_refused(write_lora("loha-half.safetensors", {{kToK + ".hada_w1_a", r({32, 4})}, {kToK + ".hada_w1_b", r({4, 32})}}),
+                   {"incomplete adapter", "hada_w2_a"});
+    expect_refused(write_lora("lokr-misfit.safetensors", {{kToK + ".lokr_w1", r({2, 2})}, {kToK + ".lokr_w2", r({16, 8})}}),
+                   {"do not fit", "Kronecker product [32, 16] does not fit", "[32, 32]"});
+    expect_refused(write_lora("mixed.safetensors", {{kToK + ".lora_down.weight", r({4, 32})}, {kToK + ".lora_up.weight", r({32, 4})},
+                                                    {kToK + ".hada_w1_a", r({32, 4})}}),
+                   {"different adapter forms", kToK});
+    expect_refused(write_lora("dora-misfit.safetensors", {{kToK + ".lora_down.weight", r({4, 32})}, {kToK + ".lora_up.weight", r({32, 4})},
+                                                          {kToK + ".dora_scale", r({7, 1})}}),
+                   {"DoRA magnitude [7, 1]"});
+}
+
+// Each LyCORIS form on the tiny model's 32x32 key projection generates, and inspect names its form.
+TEST(LoraFiles, LycorisFormsGenerateAndInspectNamesThem) {
+    const std::vector<std::pair<std::string, std::vector<std::pair<std::string, at::Tensor>>>> files{
+        {"loha", {{kToK + ".hada_w1_a", r({32, 4})}, {kToK + ".hada_w1_b", r({4, 32})}, {kToK + ".hada_w2_a", r({32, 4})},
+                  {kToK + ".hada_w2_b", r({4, 32})}, {kToK + ".alpha", torch::tensor(2.0)}}},
+        {"lokr", {{kToK + ".lokr_w1", r({4, 4})}, {kToK + ".lokr_w2_a", r({8, 2})}, {kToK + ".lokr_w2_b", r({2, 8})}}},
+        {"ia3", {{kToK + ".weight", r({32})}, {kToK + ".on_input", torch::tensor(1)}}},
+        {"full", {{kToK + ".diff", r({32, 32})}}},
+        {"lora+dora", {{kToK + ".lora_down.weight", r({4, 32})}, {kToK + ".lora_up.weight", r({32, 4})}, {kToK + ".dora_scale", r({32, 1})}}},
+    };
+    for (const auto& [form, tensors] : files) {
+        SCOPED_TRACE(form);
+        const std::string path = write_lora(form + "-ok.safetensors", tensors);
+        auto out = test::make_temp_dir("lycoris-gen");
+        auto res = generate_with(path, out);
+        EXPECT_EQ(res.exit_code, 0) << res.output;
+        EXPECT_TRUE(fs::exists(out / "x.png"));
+        auto text = run_multilora("inspect " + path + " --modules --model " + test::tiny_single_file());
+        EXPECT_EQ(text.exit_code, 0) << text.output;
+        EXPECT_NE(text.output.find("forms      " + form + "=1"), std::string::npos) << text.output;
+        EXPECT_NE(text.output.find("down_blocks.0.attentions.0.transformer_blocks.0.attn2.to_k"), std::string::npos) << text.output;
+        auto js = run_multilora("inspect " + path + " --json --model " + test::tiny_single_file());
+        const auto j = nlohmann::json::parse(js.output.substr(js.output.find('{')));
+        EXPECT_EQ(j["modules"][0]["form"], form);
+        EXPECT_EQ(j["forms"][form], 1);
+    }
 }
 
 TEST(LoraFiles, NoLoraKeysIsRefused) {

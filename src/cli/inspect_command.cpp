@@ -63,9 +63,11 @@ void print_lora_metadata(const lora::LoraSummary& s) {
     if (!tags.empty()) std::printf("tags       %s\n", tags.c_str());
 }
 
-void print_lora(const lora::LoraSummary& s, bool json, const std::string& model) {
+void print_lora(const lora::LoraSummary& s, bool json, bool modules, const std::string& model) {
     if (json) {
         nlohmann::json j = s.to_json();
+        j["modules"] = nlohmann::json::array();
+        for (const auto& m : s.modules) j["modules"].push_back({{"key", m.key}, {"target", m.target}, {"form", m.form}});
         j["kind"] = "lora";
         j["metadata"] = s.training;
         j["top_tags"] = top_tags(s.training, 20);
@@ -81,12 +83,16 @@ void print_lora(const lora::LoraSummary& s, bool json, const std::string& model)
     for (auto r : s.ranks) ranks += (ranks.empty() ? "" : ", ") + std::to_string(r);
     for (auto a : s.alphas) alphas += (alphas.empty() ? "" : ", ") + nlohmann::json(a).dump();
     std::printf("rank       %s\nalpha      %s\n", ranks.c_str(), alphas.empty() ? "(none: scale 1)" : alphas.c_str());
-    std::printf("targets   ");
+    std::printf("forms     ");
+    for (const auto& [form, n] : s.forms) std::printf(" %s=%d", form.c_str(), n);
+    std::printf("\ntargets   ");
     for (const auto& [kind, n] : s.by_kind) std::printf(" %s=%d", kind.c_str(), n);
     std::printf("\ncoverage   UNet %d/%d layers, text encoder %d/%d layers (%s)\n", s.matched_unet, s.unet_layers,
                 s.matched_text, s.text_layers, model.c_str());
     if (s.unmatched) std::printf("unmatched  %d module(s) not in the model\n", s.unmatched);
     if (s.misfit) std::printf("misfit     %d module(s) with shapes that do not fit the model (another architecture?)\n", s.misfit);
+    if (!modules) return;
+    for (const auto& m : s.modules) std::printf("module     %-12s %s  (%s)\n", m.form.c_str(), m.target.c_str(), m.key.c_str());
 }
 
 }  // namespace
@@ -94,28 +100,30 @@ void print_lora(const lora::LoraSummary& s, bool json, const std::string& model)
 Command add_inspect_command(CLI::App& app) {
     struct Options {
         std::string path, model;
-        bool json = false;
+        bool json = false, modules = false;
     };
     auto o = std::make_shared<Options>();
     CLI::App* sub = app.add_subcommand("inspect", "Describe a LoRA file or an SD1.x checkpoint");
     sub->add_option("FILE", o->path, "A LoRA .safetensors, an LDM checkpoint or a diffusers folder")->required();
-    sub->add_flag("--json", o->json, "Print JSON");
+    sub->add_flag("--json", o->json, "Print JSON (a LoRA's JSON lists every matched module with its form)");
+    sub->add_flag("--modules", o->modules, "For a LoRA: one line per matched module with its adapter form (lora, loha, lokr, ia3, full, +dora)");
     sub->add_option("--model,-m", o->model, "For a LoRA: measure coverage against this checkpoint (default: SD1.5's architecture)");
     sub->footer("Examples:\n  multilora inspect models/loras/tiny-style.safetensors\n"
                 "  multilora inspect models/loras/tiny-style.safetensors --model models/tiny-sd15.safetensors\n"
+                "  multilora inspect my-loha.safetensors --modules\n"
                 "  multilora inspect models/tiny-sd15.safetensors --json");
     return [o] {
         if (!fs::exists(o->path)) throw RuntimeError("not found: '" + o->path + "'");
         if (is_lora_file(o->path)) {
             if (o->model.empty()) {
-                print_lora(lora::inspect_lora(o->path), o->json, "SD1.5");
+                print_lora(lora::inspect_lora(o->path), o->json, o->modules, "SD1.5");
                 return;
             }
             pipeline::LoadOptions load;
             load.model_path = o->model;
             auto model = pipeline::load_stable_diffusion(load);
             print_lora(lora::inspect_lora(o->path, model.unet.get(), model.text_encoder.get(), model.unet->config().to_json()),
-                       o->json, o->model);
+                       o->json, o->modules, o->model);
             return;
         }
         nlohmann::json j = pipeline::describe_checkpoint(o->path);

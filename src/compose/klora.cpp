@@ -91,8 +91,13 @@ const lora::LayerDelta* delta_of(const lora::LayerAdapters& l, int slot) {
     return nullptr;
 }
 
-// up·down in float32 as [out, in] (no α/r, no weight: the reference's ΔW).
+// up·down in float32 as [out, in] (no α/r, no weight: the reference's ΔW). A full-rank form (LoHa, LoKr,
+// DoRA, ...) gives its ΔW with the form's own scale, which K-LoRA's authors never defined.
 at::Tensor raw_delta(const lora::LayerDelta& d) {
+    if (!d.factored()) {
+        at::Tensor w = d.dense();
+        return w.reshape({w.size(0), -1});
+    }
     at::Tensor up = d.up.to(at::kFloat).reshape({d.up.size(0), -1});
     return up.mm(d.down.to(at::kFloat).reshape({d.down.size(0), -1}));
 }
@@ -163,7 +168,8 @@ void KloraMethod::hook_layers(const lora::AdapterSet& set) {
         const lora::LayerDelta* s = delta_of(*l.adapters, style_);
         if (!c && !s) continue;
         HookedLayer h{key, l.adapters.get()};
-        const int64_t k = (c ? c->down.size(0) : 0) * (s ? s->down.size(0) : 0);
+        auto rank = [](const lora::LayerDelta* d) { return d ? (d->factored() ? d->down.size(0) : std::max<int64_t>(d->rank, 1)) : 0; };
+        const int64_t k = rank(c) * rank(s);
         if (c) h.content_sum = klora::top_k_sum(raw_delta(*c), std::max<int64_t>(k, 1));
         if (s) h.style_sum = klora::top_k_sum(raw_delta(*s), std::max<int64_t>(k, 1));
         for (const lora::LayerDelta* d : {c, s})

@@ -9,6 +9,7 @@
 #include <sstream>
 
 #include "multilora/lora/layer_adapters.h"
+#include "multilora/lora/lycoris.h"
 #include "multilora/models/layers.h"
 #include "multilora/models/ldm_key_map.h"
 #include "multilora/models/unet.h"
@@ -34,7 +35,7 @@ std::string some(const std::vector<std::string>& items, size_t n = 5) {
 }
 
 // Does a group's pair of factors fit the target weight? Linear [out, in]; Conv2d [out, in, kh, kw].
-bool fits(const LoraGroup& g, const at::Tensor& w, bool conv) {
+bool lora_fits(const LoraGroup& g, const at::Tensor& w, bool conv) {
     const int64_t out = w.size(0), in = w.size(1), r = g.down.size(0);
     if (g.up.size(0) != out || g.up.size(1) != r || g.down.size(1) != in) return false;
     if (g.up.dim() == 4 && (g.up.size(2) != 1 || g.up.size(3) != 1)) return false;
@@ -43,13 +44,22 @@ bool fits(const LoraGroup& g, const at::Tensor& w, bool conv) {
     return g.down.size(2) == w.size(2) && g.down.size(3) == w.size(3);
 }
 
+// "" when the group fits the target weight, else why not.
+std::string misfit(const LoraGroup& g, const at::Tensor& w, bool conv) {
+    if (is_full_rank(g)) return fit_problem(g, w.sizes().vec());
+    if (lora_fits(g, w, conv)) return "";
+    return "down " + shape_str(g.down.sizes().vec()) + ", up " + shape_str(g.up.sizes().vec());
+}
+
 // A guess at the architecture a mismatching LoRA was made for, from its text-feature widths.
 std::string architecture_hint(const std::vector<LoraGroup>& groups) {
     for (const auto& g : groups) {
         bool cross = g.target.find("attn2") != std::string::npos &&
                      (g.target.find("to_k") != std::string::npos || g.target.find("to_v") != std::string::npos);
         bool text = g.part == LoraPart::TextEncoder;
-        int64_t in = g.down.size(1);
+        const std::vector<int64_t> shape = delta_shape(g);
+        if (shape.size() < 2) continue;
+        int64_t in = shape[1];
         if ((cross && in == 2048) || (text && in == 1280)) return " It looks made for SDXL.";
         if ((cross && in == 1024) || (text && in == 1024)) return " It looks made for SD2.x.";
     }
@@ -89,7 +99,7 @@ nlohmann::json LoraSummary::to_json() const {
             {"ranks", ranks},     {"alphas", alphas},      {"matched_modules", matched_unet + matched_text},
             {"matched_unet", matched_unet}, {"matched_text_encoder", matched_text}, {"unmatched", unmatched},
             {"misfit", misfit},
-            {"targets", by_kind}};
+            {"targets", by_kind}, {"forms", forms}};
     if (!schedule.empty()) j["weight_schedule"] = schedule.to_json();
     j["base_model"] = base_model.family.empty()
                           ? nlohmann::json(nullptr)
@@ -163,7 +173,7 @@ void match_file(const LoraFile& file, const TargetIndex& unet, const TargetIndex
     std::set<int64_t> ranks;
     std::set<double> alphas;
     for (const auto& g : file.groups) {
-        ranks.insert(g.rank());
+        if (g.rank() > 0) ranks.insert(g.rank());
         if (g.alpha) alphas.insert(*g.alpha);
     }
     for (const auto& g : file.groups) {
@@ -173,17 +183,42 @@ void match_file(const LoraFile& file, const TargetIndex& unet, const TargetIndex
             ++summary.unmatched;
             continue;
         }
-        if (check_shapes && !fits(g, weight_of(*t), t->is_conv)) {
-            misfits.push_back(g.stem + ": down " + shape_str(g.down.sizes().vec()) + ", up " + shape_str(g.up.sizes().vec()) +
-                              " vs weight " + shape_str(weight_of(*t).sizes().vec()) + " of " + t->path);
+        if (const std::string why = check_shapes ? misfit(g, weight_of(*t), t->is_conv) : ""; !why.empty()) {
+            misfits.push_back(g.stem + " (" + form_name(g) + "): " + why + " vs weight " +
+                              shape_str(weight_of(*t).sizes().vec()) + " of " + t->path);
             continue;
         }
         (g.part == LoraPart::Unet ? summary.matched_unet : summary.matched_text)++;
+        summary.forms[form_name(g)]++;
+        summary.modules.push_back({g.stem, t->path, form_name(g)});
         summary.by_kind[std::string(g.part == LoraPart::Unet ? "unet/" : "text/") + layer_kind(t->path)]++;
         matches.emplace_back(&g, t);
     }
     summary.ranks.assign(ranks.begin(), ranks.end());
     summary.alphas.assign(alphas.begin(), alphas.end());
+}
+
+// The group's delta for one layer. Plain LoRA stays factored, with alpha/rank in its scale; every other form
+// builds its full-rank ΔW from its (device-resident) factors when the layer asks, the form's scale inside.
+LayerDelta layer_delta(const LoraGroup& g, const at::Tensor& weight, int slot, double strength, c10::Device device) {
+    LayerDelta d;
+    d.slot = slot;
+    if (!is_full_rank(g)) {
+        d.down = g.down.to(device);
+        d.up = g.up.to(device);
+        d.scale = g.scale() * strength;
+        return d;
+    }
+    LoraGroup on_device = g;
+    for (auto& [name, t] : on_device.factors) t = t.to(device);
+    if (g.down.defined()) on_device.down = g.down.to(device);
+    if (g.up.defined()) on_device.up = g.up.to(device);
+    if (g.dora_scale.defined()) on_device.dora_scale = g.dora_scale.to(device);
+    if (g.form == AdapterForm::Full && g.factor("diff_b").defined()) d.bias = g.factor("diff_b").to(device);
+    d.dense = [group = std::move(on_device), weight] { return form_delta(group, weight); };
+    d.scale = strength;
+    d.rank = g.rank();
+    return d;
 }
 
 }  // namespace
@@ -222,8 +257,7 @@ AdapterSet::AdapterSet(torch::nn::Module& unet, torch::nn::Module& text_encoder,
                          matches.size(), file.groups.size(), summary.unmatched);
         for (const auto& [g, t] : matches) {
             std::shared_ptr<LayerAdapters> ad = layer_adapters(*t);
-            ad->add_delta({static_cast<int>(slot), g->down.to(device), g->up.to(device),
-                           g->scale() * spec.weight * lora_scale});
+            ad->add_delta(layer_delta(*g, weight_of(*t), static_cast<int>(slot), spec.weight * lora_scale, device));
             auto& seen = g->part == LoraPart::Unet ? unet_seen : text_seen;
             auto& list = g->part == LoraPart::Unet ? unet_layers_ : text_layers_;
             if (seen.insert(ad.get()).second) list.push_back({t->path, ad});

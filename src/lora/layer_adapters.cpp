@@ -22,6 +22,11 @@ LayerAdapters::LayerAdapters(at::Tensor base_weight, bool is_conv, int64_t strid
 }
 
 void LayerAdapters::add_delta(LayerDelta d) {
+    if (d.bias.defined()) d.bias = d.bias.to(base_.device(), at::kFloat).reshape({out_features_});
+    if (!d.factored()) {
+        deltas_.push_back(std::move(d));
+        return;
+    }
     d.down = d.down.to(base_.device(), base_.scalar_type());
     d.up = d.up.to(base_.device(), base_.scalar_type());
     if (is_conv_) {
@@ -40,6 +45,7 @@ bool LayerAdapters::has_slot(int slot) const {
 
 // up·down in float32 as [out, in], through the same matrix-product route as the layers (oneDNN on the CPU).
 at::Tensor LayerAdapters::delta_product(const LayerDelta& d) const {
+    if (!d.factored()) return d.dense().to(base_.device(), at::kFloat).reshape({out_features_, in_features_});
     at::Tensor up = d.up.to(at::kFloat).reshape({out_features_, -1});
     at::Tensor down_t = d.down.to(at::kFloat).reshape({d.down.size(0), in_features_}).t().contiguous();
     return models::dense(up, down_t, {});
@@ -161,6 +167,11 @@ bool LayerAdapters::plan_group(const RowGroup& g, int64_t rows, int64_t amortize
     if (p == RowPolicy::LowRank) return false;
     double low = 0, fuse = 0;
     for (const LayerDelta* d : g.deltas) {
+        if (!d->factored()) {  // a full-rank ΔW: applying it costs a whole GEMM, adding it to the weight one pass
+            low += static_cast<double>(rows) * static_cast<double>(in_features_ * out_features_);
+            fuse += static_cast<double>(in_features_ * out_features_);
+            continue;
+        }
         const double r = static_cast<double>(d->down.size(0));
         low += static_cast<double>(rows) * r * static_cast<double>(in_features_ + out_features_);
         fuse += r * static_cast<double>(in_features_) * static_cast<double>(out_features_);
@@ -169,14 +180,37 @@ bool LayerAdapters::plan_group(const RowGroup& g, int64_t rows, int64_t amortize
 }
 
 at::Tensor LayerAdapters::low_rank(const at::Tensor& x, const LayerDelta& d) const {
+    if (!d.factored()) {
+        const at::Tensor w = d.dense().to(base_.device(), base_.scalar_type()).view(base_.sizes());
+        return is_conv_ ? at::conv2d(x, w, {}, {stride_, stride_}, {padding_, padding_}) : models::dense(x, w, {});
+    }
     if (is_conv_) return at::conv2d(at::conv2d(x, d.down, {}, {stride_, stride_}, {padding_, padding_}), d.up);
     return models::dense(models::dense(x, d.down, {}), d.up, {});
 }
 
+at::Tensor LayerAdapters::bias_with(const at::Tensor& bias, const std::vector<const LayerDelta*>& ds) const {
+    at::Tensor b;
+    for (const LayerDelta* d : ds) {
+        if (!d->bias.defined()) continue;
+        if (!b.defined()) b = bias.defined() ? bias.to(at::kFloat).clone() : at::zeros({out_features_}, d->bias.options());
+        b.add_(d->bias, d->applied());
+    }
+    return b.defined() ? b.to(base_.scalar_type()) : bias;
+}
+
+void LayerAdapters::add_bias_changes(at::Tensor& y, const std::vector<const LayerDelta*>& ds) const {
+    for (const LayerDelta* d : ds) {
+        if (!d->bias.defined()) continue;
+        const at::Tensor b = (d->bias * d->applied()).to(y.scalar_type());
+        y.add_(is_conv_ ? b.view({out_features_, 1, 1}) : b);
+    }
+}
+
 at::Tensor LayerAdapters::linear(const at::Tensor& x, const at::Tensor& bias) const {
     if (mode_ == Mode::Fused) {
-        if (fused_ready(x.numel() / in_features_)) return models::dense(x, fused_, bias);
-        at::Tensor y = models::dense(x, base_, bias);
+        const at::Tensor b = bias_with(bias, fused_group_.deltas);
+        if (fused_ready(x.numel() / in_features_)) return models::dense(x, fused_, b);
+        at::Tensor y = models::dense(x, base_, b);
         for (const LayerDelta* d : fused_group_.deltas) y.add_(low_rank(x, *d), d->applied());
         return y;
     }
@@ -190,9 +224,11 @@ at::Tensor LayerAdapters::linear(const at::Tensor& x, const at::Tensor& bias) co
     if (!any_fused) {
         // One base GEMM over the whole batch, then each group's low-rank terms.
         at::Tensor y = models::dense(x, base_, bias);
-        for (const auto& g : groups_)
-            for (const LayerDelta* d : g.deltas)
-                y.narrow(0, g.first, g.count).add_(low_rank(x.narrow(0, g.first, g.count), *d), d->applied());
+        for (const auto& g : groups_) {
+            at::Tensor yg = y.narrow(0, g.first, g.count);
+            for (const LayerDelta* d : g.deltas) yg.add_(low_rank(x.narrow(0, g.first, g.count), *d), d->applied());
+            add_bias_changes(yg, g.deltas);
+        }
         return y;
     }
     std::vector<int64_t> out_shape = x.sizes().vec();
@@ -205,9 +241,9 @@ at::Tensor LayerAdapters::linear(const at::Tensor& x, const at::Tensor& bias) co
         if (fuse[i]) {
             std::vector<int> slots;
             for (const LayerDelta* d : g.deltas) slots.push_back(d->slot);
-            yg.copy_(models::dense(xg, group_weight(slots), bias));
+            yg.copy_(models::dense(xg, group_weight(slots), bias_with(bias, g.deltas)));
         } else {
-            yg.copy_(models::dense(xg, base_, bias));
+            yg.copy_(models::dense(xg, base_, bias_with(bias, g.deltas)));
             for (const LayerDelta* d : g.deltas) yg.add_(low_rank(xg, *d), d->applied());
         }
     }
@@ -219,8 +255,9 @@ at::Tensor LayerAdapters::conv(const at::Tensor& x, const at::Tensor& bias) cons
     if (mode_ == Mode::Fused) {
         const int64_t out_pixels = x.size(0) * ((x.size(2) + 2 * padding_ - base_.size(2)) / stride_ + 1) *
                                    ((x.size(3) + 2 * padding_ - base_.size(3)) / stride_ + 1);
-        if (fused_ready(out_pixels)) return at::conv2d(x, fused_, bias, st, pad);
-        at::Tensor y = at::conv2d(x, base_, bias, st, pad);
+        const at::Tensor b = bias_with(bias, fused_group_.deltas);
+        if (fused_ready(out_pixels)) return at::conv2d(x, fused_, b, st, pad);
+        at::Tensor y = at::conv2d(x, base_, b, st, pad);
         for (const LayerDelta* d : fused_group_.deltas) y.add_(low_rank(x, *d), d->applied());
         return y;
     }
@@ -233,9 +270,11 @@ at::Tensor LayerAdapters::conv(const at::Tensor& x, const at::Tensor& bias) cons
     }
     if (!any_fused) {
         at::Tensor y = at::conv2d(x, base_, bias, st, pad);
-        for (const auto& g : groups_)
-            for (const LayerDelta* d : g.deltas)
-                y.narrow(0, g.first, g.count).add_(low_rank(x.narrow(0, g.first, g.count), *d), d->applied());
+        for (const auto& g : groups_) {
+            at::Tensor yg = y.narrow(0, g.first, g.count);
+            for (const LayerDelta* d : g.deltas) yg.add_(low_rank(x.narrow(0, g.first, g.count), *d), d->applied());
+            add_bias_changes(yg, g.deltas);
+        }
         return y;
     }
     std::vector<at::Tensor> parts;
@@ -245,9 +284,9 @@ at::Tensor LayerAdapters::conv(const at::Tensor& x, const at::Tensor& bias) cons
         if (fuse[i]) {
             std::vector<int> slots;
             for (const LayerDelta* d : g.deltas) slots.push_back(d->slot);
-            parts.push_back(at::conv2d(xg, group_weight(slots), bias, st, pad));
+            parts.push_back(at::conv2d(xg, group_weight(slots), bias_with(bias, g.deltas), st, pad));
         } else {
-            at::Tensor yg = at::conv2d(xg, base_, bias, st, pad);
+            at::Tensor yg = at::conv2d(xg, base_, bias_with(bias, g.deltas), st, pad);
             for (const LayerDelta* d : g.deltas) yg.add_(low_rank(xg, *d), d->applied());
             parts.push_back(yg);
         }

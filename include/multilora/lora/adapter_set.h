@@ -49,7 +49,12 @@ struct LoraSummary {
     int matched_text = 0;
     int unmatched = 0;   // modules the model does not have
     int misfit = 0;      // modules it has, with other shapes (inspect only; loading refuses them)
-    std::map<std::string, int> by_kind;  // "unet/attention", "unet/ff", "unet/proj", "unet/conv", "text/attention", "text/mlp", ...
+    std::map<std::string, int> by_kind;
+    std::map<std::string, int> forms;  // matched modules by adapter form: "lora", "loha", "lokr+dora", ...
+    struct Module {
+        std::string key, target, form;  // the file's key stem, the model's module path, the adapter form
+    };
+    std::vector<Module> modules;  // every matched module, in file order  // "unet/attention", "unet/ff", "unet/proj", "unet/conv", "text/attention", "text/mlp", ...
     int unet_layers = 0, text_layers = 0;  // targetable layers of the model (inspect's coverage)
     WeightSchedule schedule;  // the spec's weight schedule (empty: constant `weight`)
     BaseModel base_model;     // what the file's metadata says it was trained for

@@ -7,6 +7,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <vector>
 
@@ -16,14 +17,21 @@
 
 namespace multilora::lora {
 
-// One LoRA's factors for one layer: ΔW = scale · up · down (conv: a k×k down, then a 1×1 up).
+// One adapter's change to one layer. A plain LoRA is factored: ΔW = scale · up · down (conv: a k×k down,
+// then a 1×1 up). Full-rank forms (LoHa, LoKr, IA3, full diffs, DoRA, Tucker LoCon) carry a builder of ΔW
+// instead, so that only their small factors stay in memory: ΔW = scale · dense().
 struct LayerDelta {
     int slot = -1;       // the LoRA's index in the run's ordered list
-    at::Tensor down;     // [r, in] (Linear) or [r, in, kh, kw] (Conv2d)
+    at::Tensor down;     // [r, in] (Linear) or [r, in, kh, kw] (Conv2d); undefined for full-rank forms
     at::Tensor up;       // [out, r] or [out, r, 1, 1]
-    double scale = 1.0;  // (alpha / rank) · user weight · lora_scale
+    double scale = 1.0;  // (alpha / rank) · user weight · lora_scale (full-rank forms: weight · lora_scale)
     double gain = 1.0;   // a weight schedule's factor at the current step
+    // Full-rank forms: ΔW in float32, in the base weight's shape, the form's own scale included.
+    std::function<at::Tensor()> dense;
+    at::Tensor bias;     // a full diff's bias change (diff_b), float32 [out]; undefined otherwise
+    int64_t rank = 0;    // full-rank forms: the file's rank (LoHa, LoKr), for methods that size by rank
     double applied() const { return scale * gain; }
+    bool factored() const { return !dense; }
 };
 
 // How per-row groups are computed: chosen by cost (default), or forced (tests and benchmarks).
@@ -65,6 +73,8 @@ public:
     at::Tensor delta_weight(const std::vector<int>& slots) const;
     // base + delta_weight(slots), in the base dtype.
     at::Tensor fused_weight(const std::vector<int>& slots) const;
+    // One delta's ΔW without its scale and gain, float32 [out, in] (conv: in·kh·kw).
+    at::Tensor delta_product(const LayerDelta& d) const;
 
 private:
     enum class Mode { Base, Fused, Rows };
@@ -79,7 +89,10 @@ private:
     // Fused mode: decides (once) and builds the fused weight if it pays; true when fused.
     bool fused_ready(int64_t rows) const;
     at::Tensor low_rank(const at::Tensor& x, const LayerDelta& d) const;
-    at::Tensor delta_product(const LayerDelta& d) const;
+    // `bias` plus the deltas' bias changes (full diffs' diff_b), or `bias` itself when none has one.
+    at::Tensor bias_with(const at::Tensor& bias, const std::vector<const LayerDelta*>& ds) const;
+    // Adds the bias changes of `ds` to an output computed with the base bias.
+    void add_bias_changes(at::Tensor& y, const std::vector<const LayerDelta*>& ds) const;
     // Per-row mode: a group's fused weight, built at its first use and kept while the same slots stay
     // selected (Composite evaluates the same groups every step; only layers where fusing pays, the
     // high-resolution ones with small weights, build one). Dropped by set_fused() and clear().

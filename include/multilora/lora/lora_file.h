@@ -13,6 +13,11 @@ namespace multilora::lora {
 
 enum class LoraPart { Unet, TextEncoder };
 
+// The form of one adapted module (LyCORIS names): plain LoRA/LoCon factors, LoHa (Hadamard product of two
+// low-rank pairs), LoKr (Kronecker product), IA3 (a per-channel scale of the base weight), a full-weight diff.
+// DoRA is not a form: any LoRA, LoHa or LoKr group may carry a DoRA magnitude (dora_scale).
+enum class AdapterForm { Lora, LoHa, LoKr, IA3, Full };
+
 // One adapted module as the file names it.
 struct LoraGroup {
     LoraPart part = LoraPart::Unet;
@@ -21,12 +26,23 @@ struct LoraGroup {
     // dotted diffusers path ("down_blocks.0.attentions.0....to_q"). Resolved against a model later.
     std::string target;
     bool flattened = false;  // kohya: '.' replaced by '_'
-    at::Tensor down;         // [r, in] or [r, in, kh, kw]
-    at::Tensor up;           // [out, r] or [out, r, 1, 1]
+    AdapterForm form = AdapterForm::Lora;
+    at::Tensor down;         // LoRA: [r, in] or [r, in, kh, kw]
+    at::Tensor up;           // LoRA: [out, r] or [out, r, 1, 1]
+    // The other forms' tensors by their key suffix: hada_w1_a ... hada_t2, lokr_w1 ... lokr_t2, lora_mid
+    // (LoCon's Tucker core), diff and diff_b (full), weight (IA3).
+    std::map<std::string, at::Tensor> factors;
+    bool on_input = false;   // IA3: the scale applies to input channels
+    at::Tensor dora_scale;   // DoRA magnitude: [out, 1(, 1, 1)], [1, in(, 1, 1)] or PEFT's [out]; undefined if none
     std::optional<double> alpha;
-    int64_t rank() const { return down.size(0); }
-    // alpha / rank, or 1 when the file carries no alpha.
-    double scale() const { return alpha ? *alpha / static_cast<double>(rank()) : 1.0; }
+    // A factor by name, undefined when the file has none.
+    at::Tensor factor(const std::string& name) const;
+    // LoRA: down's rows; LoHa: hada_w1_b's rows; LoKr: the rank of its low-rank factor (0 when both are
+    // full); IA3 and full: 0.
+    int64_t rank() const;
+    // The form's own scale: LoRA alpha / rank, or 1 without alpha; LoHa and LoKr alpha / rank, or 1
+    // without alpha, with alpha 0 or (LoKr) without a low-rank factor, as LyCORIS reads them; IA3 and full 1.
+    double scale() const;
 };
 
 // What a LoRA's safetensors metadata says it was trained for: kohya's ss_base_model_version ("sd_v1",
