@@ -359,6 +359,11 @@ std::vector<Case> flag_cases() {
         {"num-images-0", flag("--num-images 0")},
         {"negative-seed", flag("--seed -1")},
         {"name-with-slash", flag("--name ../x")},
+        {"prompt-unknown-tag", flag("--prompt-syntax a1111 --prompt 'a fox <hypernet:cat:1>'")},
+        {"prompt-bad-emphasis-weight", flag("--prompt-syntax a1111 --prompt '(fox:1.2.3)'")},
+        {"prompt-tag-two-weights", flag("--prompt-syntax a1111 --prompt 'a fox <lora:style:1:0.5>'")},
+        {"prompt-tag-in-negative", flag("--prompt-syntax a1111 --negative-prompt '<lora:style:1>'")},
+        {"prompt-lora-tag-not-found", flag("--prompt-syntax a1111 --lora-dir /tmp --prompt 'a fox <lora:no-such-lora-xyz:1>'")},
     };
 }
 

@@ -175,7 +175,7 @@ const std::vector<std::string>& batch_config_keys() {
         "negative_prompt", "methods",        "k",           "seeds",     "steps",           "guidance_scale",
         "width",          "height",          "scheduler",   "lora_scale", "switch_interval", "switch_schedule",
         "out",            "threads",         "dtype",       "device",    "long_prompt",     "max_batch_rows",
-        "method_args",    "quick",           "allow_nan",   "max_memory_gb"};
+        "method_args",    "quick",           "allow_nan",   "max_memory_gb",   "prompt_syntax"};
     return keys;
 }
 
@@ -408,6 +408,7 @@ void read_generation_settings(ConfigReader& r, BatchConfig& c) {
     r.choice_key("dtype", c.dtype, {"fp32", "bf16", "fp16"});
     read_device(r, c);
     r.choice_key("long_prompt", c.long_prompt, {"truncate", "chunk"});
+    r.choice_key("prompt_syntax", c.prompt_syntax, {"plain", "a1111"});
     r.int_key("max_batch_rows", c.max_batch_rows, 0, 1 << 20, false);
     r.bool_key("allow_nan", c.allow_nan);
     r.number_key("max_memory_gb", c.max_memory_gb, 0.001, 1e6, false);

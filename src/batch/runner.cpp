@@ -440,6 +440,7 @@ pipeline::GenerationRequest image_request(const BatchConfig& c, const PlanImage&
     req.height = c.height;
     req.scheduler = c.scheduler;
     req.long_prompt = c.long_prompt == "chunk" ? text::LongPromptMode::Chunk : text::LongPromptMode::Truncate;
+    req.prompt_syntax = c.prompt_syntax == "a1111" ? text::PromptSyntax::A1111 : text::PromptSyntax::Plain;
     req.initial_noise = std::move(noise);
     req.allow_nan = c.allow_nan;
     req.max_memory_bytes = c.max_memory_gb * 1e9;

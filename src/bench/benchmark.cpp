@@ -13,6 +13,7 @@
 #include <sstream>
 
 #include "multilora/bench/flop_counter.h"
+#include "multilora/bench/random_model.h"
 #include "multilora/compose/registry.h"
 #include "multilora/lora/adapter_set.h"
 #include "multilora/models/matmul_kernels.h"
@@ -150,20 +151,21 @@ std::string prepare_work_dir(const BenchOptions& opt, int lora_count, std::strin
     const std::string model_path = (fs::path(dir) / ("bench-" + preset + ".safetensors")).string();
     const std::string exe = opt.self_exe.empty() ? "/proc/self/exe" : opt.self_exe;
     const bool have_model = fs::exists(model_path) && fs::exists(fs::path(dir) / "bench.ready");
-    std::vector<int> missing_ranks;
-    for (int rank : opt.ranks)
-        for (int i = 0; i < lora_count; ++i)
-            if (!fs::exists(fs::path(dir) / ("bench-r" + std::to_string(rank) + "-" + std::to_string(i) + ".safetensors"))) {
-                missing_ranks.push_back(rank);
-                break;
-            }
     if (!have_model) {
-        spawn_or_throw("'" + exe + "' make-random-model --preset " + preset + " --out '" + dir + "' --loras " +
-                       std::to_string(lora_count) + " --ranks " + join_ints(opt.ranks));
+        spawn_or_throw("'" + exe + "' make-random-model --preset " + preset + " --out '" + dir + "' --loras 0");
         std::ofstream(fs::path(dir) / "bench.ready") << "ok\n";
-    } else if (!missing_ranks.empty()) {
-        spawn_or_throw("'" + exe + "' make-random-model --loras-only --preset " + preset + " --out '" + dir +
-                       "' --loras " + std::to_string(lora_count) + " --ranks " + join_ints(missing_ranks));
+    }
+    for (const std::string& form : opt.forms) {
+        std::vector<int> missing_ranks;
+        for (int rank : opt.ranks)
+            for (int i = 0; i < lora_count; ++i)
+                if (!fs::exists(fs::path(dir) / bench_lora_file(form, rank, i))) {
+                    missing_ranks.push_back(rank);
+                    break;
+                }
+        if (!missing_ranks.empty())
+            spawn_or_throw("'" + exe + "' make-random-model --loras-only --preset " + preset + " --out '" + dir +
+                           "' --loras " + std::to_string(lora_count) + " --ranks " + join_ints(missing_ranks) + " --form " + form);
     }
     return model_path;
 }
@@ -178,8 +180,11 @@ std::vector<int> bench_ks(const BenchOptions& opt, const compose::MethodInfo& m)
 
 std::vector<const compose::MethodInfo*> bench_methods(const BenchOptions& opt) {
     std::vector<const compose::MethodInfo*> out;
+    auto chosen = [&](const std::string& name) {
+        return opt.methods.empty() || std::find(opt.methods.begin(), opt.methods.end(), name) != opt.methods.end();
+    };
     for (const compose::MethodInfo* m : compose::registry().methods())
-        if (m->min_loras > 0 && !bench_ks(opt, *m).empty()) out.push_back(m);
+        if (m->min_loras > 0 && !bench_ks(opt, *m).empty() && chosen(m->name)) out.push_back(m);
     return out;
 }
 
@@ -243,7 +248,7 @@ json plain_case(StepBench& bench, int repeats) {
 // encoder and, for Merge, fuses the UNet), then timed. Step-dependent schedules (Switch) are timed over two
 // of their stretches with no warm-up, so that their changes fall inside the timing.
 json method_case(StepBench& bench, const BenchOptions& opt, const compose::MethodInfo& info, int k,
-                 const std::vector<lora::LoraSpec>& specs, int rank) {
+                 const std::vector<lora::LoraSpec>& specs, int rank, const std::string& form) {
     pipeline::StableDiffusionModel& model = bench.model;
     std::vector<lora::LoraSpec> first(specs.begin(), specs.begin() + k);
     lora::AdapterSet adapters(*model.unet, *model.text_encoder, model.unet->config().to_json(), first, 0.8, model.dtype,
@@ -260,28 +265,42 @@ json method_case(StepBench& bench, const BenchOptions& opt, const compose::Metho
     timing["case"] = info.name;
     timing["rank"] = rank;
     timing["k"] = k;
+    timing["form"] = form;
     if (period > 0) timing["timed_over"] = "two schedule stretches, changes included";
     return timing;
 }
 
 void log_case(const json& c) {
-    spdlog::info("{:<14} rank {:>3} k {}: median {:.3f} s, min {:.3f} s", c["case"].get<std::string>(),
-                 c["rank"].get<int>(), c["k"].get<int>(), c["median_s"].get<double>(), c["min_s"].get<double>());
+    spdlog::info("{:<14} {:<4} rank {:>3} k {}: median {:.3f} s, min {:.3f} s", c["case"].get<std::string>(),
+                 c.value("form", "lora"), c["rank"].get<int>(), c["k"].get<int>(), c["median_s"].get<double>(),
+                 c["min_s"].get<double>());
 }
 
 json lora_cases(StepBench& bench, const BenchOptions& opt, const std::string& dir, int lora_count) {
     json cases = json::array();
-    for (int rank : opt.ranks) {
-        std::vector<lora::LoraSpec> specs;
-        for (int i = 0; i < lora_count; ++i)
-            specs.push_back({(fs::path(dir) / ("bench-r" + std::to_string(rank) + "-" + std::to_string(i) + ".safetensors")).string(), 1.0});
-        for (const compose::MethodInfo* m : bench_methods(opt))
-            for (int k : bench_ks(opt, *m)) {
-                cases.push_back(method_case(bench, opt, *m, k, specs, rank));
-                log_case(cases.back());
-            }
-    }
+    for (const std::string& form : opt.forms)
+        for (int rank : opt.ranks) {
+            std::vector<lora::LoraSpec> specs;
+            for (int i = 0; i < lora_count; ++i) specs.push_back({(fs::path(dir) / bench_lora_file(form, rank, i)).string(), 1.0});
+            for (const compose::MethodInfo* m : bench_methods(opt))
+                for (int k : bench_ks(opt, *m)) {
+                    cases.push_back(method_case(bench, opt, *m, k, specs, rank, form));
+                    log_case(cases.back());
+                }
+        }
     return cases;
+}
+
+// Each LyCORIS case against the plain-LoRA case of the same method, rank and k (same layers adapted).
+void add_form_ratios(const json& steps, json& ratios) {
+    auto time_of = [](const json& c) { return c.contains("timed_over") ? c["mean_s"].get<double>() : c["median_s"].get<double>(); };
+    for (const auto& c : steps) {
+        if (c["case"] == "none" || c.value("form", "lora") == "lora") continue;
+        for (const auto& base : steps)
+            if (base["case"] == c["case"] && base.value("form", "") == "lora" && base["rank"] == c["rank"] && base["k"] == c["k"])
+                ratios.push_back({{"case", c["case"]}, {"form", c["form"]}, {"rank", c["rank"]}, {"k", c["k"]},
+                                  {"ratio", time_of(c) / time_of(base)}, {"against", "lora"}});
+    }
 }
 
 // Achieved rates against the run's peak, and every method's ratio to the plain step (the faster of the
@@ -305,10 +324,11 @@ void add_rates_and_ratios(json& report, double peak) {
         const int rows = info.unet_rows(k, true) / plain_rows;
         // Step-dependent schedules use their mean over the timed stretches; the others the median.
         const double t = c.contains("timed_over") ? c["mean_s"].get<double>() : c["median_s"].get<double>();
-        ratios.push_back({{"case", c["case"]}, {"rank", c["rank"]}, {"k", k},
+        ratios.push_back({{"case", c["case"]}, {"form", c.value("form", "lora")}, {"rank", c["rank"]}, {"k", k},
                           {"ratio", t / (rows * none_step)},
                           {"against", rows == 1 ? "none" : rows == k ? "k x none" : std::to_string(rows) + " x none"}});
     }
+    add_form_ratios(report["unet_steps"], ratios);
     report["ratios"] = ratios;
 }
 
@@ -325,6 +345,7 @@ json run_benchmark(const BenchOptions& opt) {
     report["options"] = {{"size", opt.quick ? 64 : opt.size}, {"dtype", opt.dtype},   {"device", opt.device},
                          {"quick", opt.quick},                {"repeats", opt.repeats}, {"ranks", opt.ranks},
                          {"method_k", method_k},              {"switch_interval", opt.switch_interval},
+                         {"forms", opt.forms},
                          {"model", model_path}};
 
     pipeline::StableDiffusionModel model;
@@ -395,7 +416,9 @@ std::string benchmark_markdown(const json& r) {
     o << "| --- | --- | --- | --- | --- | --- | --- | --- |\n";
     char buf[256];
     for (const auto& c : r["unet_steps"]) {
-        const std::string name = c["case"].get<std::string>() + (c.contains("position") ? " (" + c["position"].get<std::string>() + ")" : "");
+        const std::string form = c.value("form", "lora");
+        const std::string name = c["case"].get<std::string>() + (form == "lora" ? "" : " [" + form + "]") +
+                                 (c.contains("position") ? " (" + c["position"].get<std::string>() + ")" : "");
         std::snprintf(buf, sizeof buf, "| %s | %d | %d | %.3f | %.3f | %.1f | %.1f | %.0f%% |\n",
                       name.c_str(), c["rank"].get<int>(), c["k"].get<int>(),
                       c["median_s"].get<double>(), c["min_s"].get<double>(), c["flops"].get<double>() / 1e9,
@@ -404,9 +427,10 @@ std::string benchmark_markdown(const json& r) {
     }
     o << "\n| ratio | rank | k | value |\n| --- | --- | --- | --- |\n";
     for (const auto& q : r["ratios"]) {
-        std::snprintf(buf, sizeof buf, "| %s / %s | %d | %d | %.3f |\n", q["case"].get<std::string>().c_str(),
-                      q["against"].get<std::string>().c_str(), q["rank"].get<int>(), q["k"].get<int>(),
-                      q["ratio"].get<double>());
+        const std::string form = q.value("form", "lora"), tag = form == "lora" ? "" : " [" + form + "]";
+        const std::string against = q["against"] == "lora" ? q["case"].get<std::string>() + " [lora]" : q["against"].get<std::string>();
+        std::snprintf(buf, sizeof buf, "| %s%s / %s | %d | %d | %.3f |\n", q["case"].get<std::string>().c_str(), tag.c_str(),
+                      against.c_str(), q["rank"].get<int>(), q["k"].get<int>(), q["ratio"].get<double>());
         o << buf;
     }
     return o.str();

@@ -88,6 +88,39 @@ void write_random_checkpoint(const std::string& path, const TinyModelConfigs& cf
     io::save_safetensors(path, ldm, ldm_metadata(cfg, seed));
 }
 
+namespace {
+
+// LoHa or LoKr factors of spec.rank for one layer [out, in(, k, k)] (k = 0: Linear), with ΔW of about the
+// plain LoRA's size. LoKr splits 8 x 8 into w1 where the widths allow, the rest into w2_a·w2_b.
+void add_lycoris_factors(TensorList& tensors, const std::string& stem, const RandomLoraSpec& spec, int64_t out,
+                         int64_t in, int64_t k, at::Generator& gen) {
+    auto f32 = at::TensorOptions().dtype(at::kFloat);
+    const int64_t r = spec.rank, kk = k ? k * k : 1;
+    auto randn = [&](std::vector<int64_t> shape, double sd) { return at::randn(shape, gen, f32) * sd; };
+    if (spec.form == "loha") {
+        const double a_sd = std::sqrt(spec.up_gain / static_cast<double>(r)), b_sd = 1.0 / std::sqrt(static_cast<double>(in * kk));
+        tensors.emplace_back(stem + ".hada_w1_a", randn({out, r}, a_sd));
+        tensors.emplace_back(stem + ".hada_w1_b", randn({r, in * kk}, b_sd));
+        tensors.emplace_back(stem + ".hada_w2_a", randn({out, r}, a_sd));
+        tensors.emplace_back(stem + ".hada_w2_b", randn({r, in * kk}, b_sd));
+    } else {
+        const int64_t a = out % 8 == 0 ? 8 : 1, c = in % 8 == 0 ? 8 : 1;
+        std::vector<int64_t> w2b{r, in / c};
+        if (k) w2b.insert(w2b.end(), {k, k});
+        tensors.emplace_back(stem + ".lokr_w1", randn({a, c}, 1.0 / static_cast<double>(c)));
+        tensors.emplace_back(stem + ".lokr_w2_a", randn({out / a, r}, spec.up_gain / static_cast<double>(r)));
+        tensors.emplace_back(stem + ".lokr_w2_b", randn(w2b, 1.0 / std::sqrt(static_cast<double>(in / c * kk))));
+    }
+    if (spec.alpha) tensors.emplace_back(stem + ".alpha", at::scalar_tensor(*spec.alpha, f32));
+}
+
+}  // namespace
+
+std::string bench_lora_file(const std::string& form, int64_t rank, int index) {
+    return std::string("bench-") + (form == "lora" ? "" : form + "-") + "r" + std::to_string(rank) + "-" +
+           std::to_string(index) + ".safetensors";
+}
+
 void write_random_lora(const std::string& path, torch::nn::Module& unet, torch::nn::Module& text,
                        const RandomLoraSpec& spec, at::Generator& gen) {
     TensorList tensors;
@@ -104,12 +137,17 @@ void write_random_lora(const std::string& path, torch::nn::Module& unet, torch::
             const at::Tensor& w = lin ? lin->weight : conv->weight;
             if (conv && !spec.locon_3x3 && w.size(2) != 1) continue;
             const int64_t out = w.size(0), in = w.size(1), k = conv ? w.size(2) : 1;
+            std::string flat = name;
+            std::replace(flat.begin(), flat.end(), '.', '_');
+            if (spec.form != "lora") {
+                add_lycoris_factors(tensors, std::string(part == 0 ? "lora_unet_" : "lora_te_") + flat, spec, out, in,
+                                    conv ? k : 0, gen);
+                continue;
+            }
             at::Tensor down = at::randn(conv ? std::vector<int64_t>{rank, in, k, k} : std::vector<int64_t>{rank, in}, gen, f32) /
                               std::sqrt(static_cast<double>(in * k * k));
             at::Tensor up = at::randn(conv ? std::vector<int64_t>{out, rank, 1, 1} : std::vector<int64_t>{out, rank}, gen, f32) *
                             (spec.up_gain / static_cast<double>(rank));
-            std::string flat = name;
-            std::replace(flat.begin(), flat.end(), '.', '_');
             if (spec.peft) {
                 const std::string stem = std::string(part == 0 ? "unet." : "text_encoder.") + name;
                 tensors.emplace_back(stem + ".lora_A.weight", down);
@@ -126,7 +164,7 @@ void write_random_lora(const std::string& path, torch::nn::Module& unet, torch::
 }
 
 std::vector<std::string> write_random_loras(const std::string& dir, const TinyModelConfigs& cfg, int count,
-                                            int64_t rank, uint64_t seed) {
+                                            int64_t rank, uint64_t seed, const std::string& form) {
     c10::InferenceMode guard(false);
     models::UNet2DConditionModel unet(cfg.unet);
     text::ClipTextModel text(cfg.text);
@@ -135,10 +173,11 @@ std::vector<std::string> write_random_loras(const std::string& dir, const TinyMo
     spec.rank = rank;
     spec.alpha = static_cast<double>(rank) / 2;
     spec.up_gain = 0.1;
+    spec.form = form;
     spec.select = [](const std::string& path, bool) { return lora_target(path); };
     std::vector<std::string> paths;
     for (int i = 0; i < count; ++i) {
-        paths.push_back((fs::path(dir) / ("bench-r" + std::to_string(rank) + "-" + std::to_string(i) + ".safetensors")).string());
+        paths.push_back((fs::path(dir) / bench_lora_file(form, rank, i)).string());
         write_random_lora(paths.back(), *unet, *text, spec, gen);
     }
     return paths;

@@ -2,6 +2,7 @@
 #include <CLI/CLI.hpp>
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <filesystem>
 #include <memory>
@@ -38,12 +39,27 @@ std::vector<int> parse_ints(const std::string& text, const char* what) {
     return out;
 }
 
+// "a,b" -> {"a", "b"}, each one of `allowed` (when given); throws UsageError naming `what`.
+std::vector<std::string> split_list(const std::string& text, const char* what, const std::vector<std::string>& allowed) {
+    std::vector<std::string> out;
+    for (const std::string& part : split(text, ',')) {
+        const std::string item = trim(part);
+        if (item.empty()) continue;
+        if (!allowed.empty() && std::find(allowed.begin(), allowed.end(), item) == allowed.end())
+            throw UsageError(std::string(what) + ": '" + item + "' is not one of " + join(allowed, ", "));
+        out.push_back(item);
+    }
+    if (out.empty()) throw UsageError(std::string(what) + " names nothing");
+    return out;
+}
+
 }  // namespace
 
 Command add_bench_command(CLI::App& app) {
     struct Options {
         bench::BenchOptions bench;
         std::string ranks = "16,128";
+        std::string forms = "lora", methods;
         std::vector<std::string> method_k;  // METHOD=K1,K2 (and the older --merge-k, --composite-k, --switch-k)
         std::string json_out = "bench.json", md_out = "bench.md";
     };
@@ -55,6 +71,11 @@ Command add_bench_command(CLI::App& app) {
     sub->add_option("--threads", o->bench.threads, "CPU threads (0: all cores)")->capture_default_str();
     sub->add_option("--repeats", o->bench.repeats, "Timed repeats per case")->capture_default_str()->check(CLI::Range(1, 100));
     sub->add_option("--ranks", o->ranks, "LoRA ranks to measure (comma-separated)")->capture_default_str();
+    sub->add_option("--forms", o->forms,
+                    "Adapter forms to measure, comma-separated: lora, loha, lokr (same layers and rank; LoHa and LoKr "
+                    "are also reported against plain LoRA)")
+        ->capture_default_str();
+    sub->add_option("--methods", o->methods, "Only these composition methods, comma-separated (default: all)");
     std::string method_list;
     for (const compose::MethodInfo* m : compose::registry().methods())
         if (m->min_loras > 0)
@@ -72,9 +93,16 @@ Command add_bench_command(CLI::App& app) {
     sub->footer("Examples:\n  multilora bench --quick\n"
                 "  multilora bench --size 512 --ranks 128 --repeats 3 --work-dir /var/tmp/mlbench\n"
                 "  multilora bench --size 512 --ranks 128 --k composite=2,5 --k merge=5\n"
+                "  multilora bench --size 512 --ranks 32 --forms lora,loha,lokr --methods merge,composite --k composite=2\n"
                 "  multilora bench --device cuda --dtype fp16");
     return [o] {
         o->bench.ranks = parse_ints(o->ranks, "--ranks");
+        o->bench.forms = split_list(o->forms, "--forms", {"lora", "loha", "lokr"});
+        if (!o->methods.empty())
+            for (const std::string& name : split_list(o->methods, "--methods", {})) {
+                compose::registry().get(name, "--methods");
+                o->bench.methods.push_back(name);
+            }
         for (const auto& text : o->method_k) {
             auto [name, list] = compose::split_assignment(text, "--k");
             compose::registry().get(name, "--k");
@@ -97,7 +125,7 @@ Command add_bench_command(CLI::App& app) {
 
 Command add_make_random_model_command(CLI::App& app) {
     struct Options {
-        std::string preset = "sd15", out, ranks = "16";
+        std::string preset = "sd15", out, ranks = "16", form = "lora";
         int loras = 5;
         uint64_t seed = 7;
         bool loras_only = false;
@@ -110,6 +138,7 @@ Command add_make_random_model_command(CLI::App& app) {
     sub->add_option("--loras", o->loras);
     sub->add_option("--ranks", o->ranks);
     sub->add_option("--seed", o->seed);
+    sub->add_option("--form", o->form)->check(CLI::IsMember({"lora", "loha", "lokr"}));
     sub->add_flag("--loras-only", o->loras_only, "Write only the LoRAs (the checkpoint is already there)");
     return [o] {
         bench::TinyModelConfigs cfg = bench::tiny_configs();
@@ -118,7 +147,7 @@ Command add_make_random_model_command(CLI::App& app) {
         if (!o->loras_only)
             bench::write_random_checkpoint((fs::path(o->out) / ("bench-" + o->preset + ".safetensors")).string(), cfg, o->seed);
         for (int rank : parse_ints(o->ranks, "--ranks"))
-            bench::write_random_loras(o->out, cfg, o->loras, rank, o->seed + static_cast<uint64_t>(rank));
+            bench::write_random_loras(o->out, cfg, o->loras, rank, o->seed + static_cast<uint64_t>(rank), o->form);
     };
 }
 

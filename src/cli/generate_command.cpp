@@ -20,6 +20,7 @@
 #include "multilora/pipeline/run_session.h"
 #include "multilora/pipeline/runtime.h"
 #include "multilora/sampling/scheduler.h"
+#include "multilora/text/a1111_prompt.h"
 #include "multilora/util/clock.h"
 #include "multilora/util/error.h"
 #include "multilora/util/interrupt.h"
@@ -37,6 +38,7 @@ struct GenerateOptions {
     pipeline::OutputPlan output;
     int threads = 0;
     std::string long_prompt = "truncate";
+    std::string prompt_syntax = "plain";
     bool progress = true;
     double max_memory_gb = 0;  // --max-memory (0: this machine's RAM)
     std::vector<std::string> loras;
@@ -47,6 +49,22 @@ struct GenerateOptions {
     std::vector<std::string> triggers;               // --triggers "w1, w2" per --lora
     std::map<std::string, std::string> flag_values;  // per-method flags (--switch-interval ...) by "method.param"
 };
+
+std::string format_number(double v) {
+    char buf[32];
+    std::snprintf(buf, sizeof buf, "%g", v);
+    return buf;
+}
+
+double parse_tag_weight(const std::string& text, const std::string& tag) {
+    try {
+        size_t used = 0;
+        const double w = std::stod(text, &used);
+        if (used == text.size() && std::isfinite(w)) return w;
+    } catch (const std::exception&) {
+    }
+    throw UsageError("prompt tag <" + tag + ":" + text + ">: the weight '" + text + "' is not a number");
+}
 
 std::vector<lora::LoraSpec> lora_specs(const std::vector<std::string>& texts, const std::vector<std::string>& dirs) {
     std::vector<lora::LoraSpec> specs;
@@ -59,6 +77,39 @@ std::vector<lora::LoraSpec> lora_specs(const std::vector<std::string>& texts, co
 }
 
 // --triggers "a, b c" per --lora -> {{"a", "b c"}, ...}; none given: no triggers known.
+// --prompt-syntax a1111: each <lora:NAME:W> / <lyco:NAME:W> tag of the prompt joins the --lora list (NAME looked
+// up in --lora-dir and $MULTILORA_LORA_DIR); any other tag is refused. The prompt keeps its tags (encoding drops
+// them), and each --lora given as a flag is added as a tag, so that A1111 reading the PNG's parameters applies
+// the same LoRAs.
+void apply_a1111_syntax(GenerateOptions& o, pipeline::GenerationRequest& request) {
+    request.prompt_syntax = text::PromptSyntax::A1111;
+    std::vector<text::PromptTag> tags, negative_tags;
+    // Parsed now, so that a bad emphasis weight is reported before the model loads.
+    text::parse_prompt_attention(text::take_prompt_tags(request.prompt, tags));
+    text::parse_prompt_attention(text::take_prompt_tags(request.negative_prompt, negative_tags));
+    if (!negative_tags.empty())
+        throw UsageError("the negative prompt has a <" + negative_tags.front().kind + ":...> tag; LoRA tags go in the prompt");
+    std::string added;
+    for (const std::string& flag : o.loras) {
+        const lora::LoraSpec s = lora::parse_lora_spec(flag);
+        if (!s.schedule.empty()) continue;  // A1111 has no weight schedules: such a LoRA is not written as a tag
+        added += " <lora:" + fs::path(s.path).stem().string() + ":" + format_number(s.weight) + ">";
+    }
+    for (const text::PromptTag& t : tags) {
+        if (t.kind != "lora" && t.kind != "lyco")
+            throw UsageError("unknown prompt tag <" + t.kind + ":" + join(t.args, ":") +
+                             ">: --prompt-syntax a1111 reads <lora:NAME:WEIGHT> and <lyco:NAME:WEIGHT>");
+        if (t.args.empty() || t.args[0].empty() || t.args.size() > 2)
+            throw UsageError("prompt tag <" + t.kind + ":" + join(t.args, ":") +
+                             "> must be <" + t.kind + ":NAME> or <" + t.kind + ":NAME:WEIGHT> (one weight for both "
+                             "the text encoder and the UNet)");
+        double weight = 1.0;
+        if (t.args.size() == 2) weight = parse_tag_weight(t.args[1], t.kind + ":" + t.args[0]);
+        o.loras.push_back(t.args[0] + ":" + format_number(weight));
+    }
+    request.prompt += added;
+}
+
 std::vector<std::vector<std::string>> trigger_lists(const std::vector<std::string>& texts, size_t loras) {
     if (!texts.empty() && texts.size() != loras)
         throw UsageError("--triggers was given " + std::to_string(texts.size()) + " times for " + std::to_string(loras) +
@@ -127,6 +178,7 @@ nlohmann::json generate_manifest(const GenerateOptions& o, const pipeline::Gener
         {"scheduler_class", pipeline::scheduler_class(request.scheduler, session.model().scheduler_config)},
         {"num_images", request.num_images},
         {"long_prompt", o.long_prompt},
+        {"prompt_syntax", o.prompt_syntax},
         {"dtype", o.load.dtype},
         {"device", o.load.device},
         {"threads", threads},
@@ -155,6 +207,7 @@ void run_generate(GenerateOptions o) {
     request.max_memory_bytes = o.max_memory_gb * 1e9;
     pipeline::validate_request(request);
     pipeline::parse_dtype(o.load.dtype);
+    if (o.prompt_syntax == "a1111") apply_a1111_syntax(o, request);
     const std::vector<lora::LoraSpec> specs = lora_specs(o.loras, o.lora_dirs);
     const bool have_schedules =
         std::any_of(specs.begin(), specs.end(), [](const lora::LoraSpec& s) { return !s.schedule.empty(); });
@@ -249,6 +302,11 @@ Command add_generate_command(CLI::App& app) {
                     "Prompts over 77 tokens: truncate (diffusers) or chunk (75-token chunks, as A1111)")
         ->capture_default_str()
         ->check(CLI::IsMember({"truncate", "chunk"}));
+    sub->add_option("--prompt-syntax", o->prompt_syntax,
+                    "plain (diffusers: the text as written) or a1111 ((word:1.2) emphasis, [word], BREAK, 75-token "
+                    "chunks, <lora:NAME:W> tags resolved in --lora-dir)")
+        ->capture_default_str()
+        ->check(CLI::IsMember({"plain", "a1111"}));
     sub->add_option("--threads", o->threads, "CPU threads (0: all cores)")->capture_default_str();
     sub->add_option("--dtype", o->load.dtype, "Compute dtype")->capture_default_str()->check(
         CLI::IsMember({"fp32", "bf16", "fp16"}));
@@ -287,6 +345,8 @@ Command add_generate_command(CLI::App& app) {
         "      --lora models/loras/tiny-object.safetensors:0.7 --method composite --name fox-composite\n"
         "  multilora generate -m models/tiny-sd15.safetensors -p \"a fox\" --lora models/loras/tiny-style.safetensors \\\n"
         "      --lora models/loras/tiny-character.safetensors --method switch --method-arg tau=2\n"
+        "  multilora generate -m models/tiny-sd15.safetensors --prompt-syntax a1111 --lora-dir models/loras \\\n"
+        "      -p \"a (red:1.3) fox, [blurry] BREAK snow <lora:tiny-style:0.7>\"\n"
         "  multilora generate -m models/tiny-sd15.safetensors -p \"a fox\" --method merge \\\n"
         "      --lora models/loras/tiny-style.safetensors:1@0,0.2@0.6 --lora models/loras/tiny-object.safetensors:0@0,1@1:linear\n"
         "  multilora generate -m models/tiny-sd15.safetensors -p \"a tiny fox, red fur, watercolor\" --method w-composite \\\n"

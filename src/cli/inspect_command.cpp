@@ -66,6 +66,7 @@ void print_lora_metadata(const lora::LoraSummary& s) {
 void print_lora(const lora::LoraSummary& s, bool json, bool modules, const std::string& model) {
     if (json) {
         nlohmann::json j = s.to_json();
+        j["ignored_keys"] = s.ignored_keys;
         j["modules"] = nlohmann::json::array();
         for (const auto& m : s.modules) j["modules"].push_back({{"key", m.key}, {"target", m.target}, {"form", m.form}});
         j["kind"] = "lora";

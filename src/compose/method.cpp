@@ -31,7 +31,7 @@ at::Tensor cfg_predict(models::UNet2DConditionModelImpl& unet, const StepContext
 
 text::EncodedPrompts encode_text(const ModelParts& model, const PromptText& text) {
     return text::encode_prompts(model.tokenizer, model.text_encoder, text.prompt, text.negative_prompt,
-                                text.long_prompt);
+                                text.long_prompt, text.syntax);
 }
 
 std::vector<int> composition_slots(const MethodSetup& setup) {

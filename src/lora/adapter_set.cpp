@@ -194,6 +194,7 @@ void match_file(const LoraFile& file, const TargetIndex& unet, const TargetIndex
         summary.by_kind[std::string(g.part == LoraPart::Unet ? "unet/" : "text/") + layer_kind(t->path)]++;
         matches.emplace_back(&g, t);
     }
+    summary.ignored_keys = file.ignored_keys;
     summary.ranks.assign(ranks.begin(), ranks.end());
     summary.alphas.assign(alphas.begin(), alphas.end());
 }
@@ -252,6 +253,9 @@ AdapterSet::AdapterSet(torch::nn::Module& unet, torch::nn::Module& text_encoder,
                                    for (const auto& g : file.groups) s.push_back(g.stem);
                                    return s;
                                }()));
+        if (!file.ignored_keys.empty())
+            spdlog::warn("{}: {} key(s) belong to no adapter multilora applies and are ignored (first: {})", spec.path,
+                         file.ignored_keys.size(), file.ignored_keys.front());
         if (summary.unmatched > 0)
             spdlog::warn("{}: {} of {} modules matched this model; {} did not and are ignored", spec.path,
                          matches.size(), file.groups.size(), summary.unmatched);

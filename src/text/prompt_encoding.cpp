@@ -3,6 +3,7 @@
 #include <torch/torch.h>
 
 #include "multilora/text/clip_text_model.h"
+#include "multilora/text/a1111_prompt.h"
 #include "multilora/text/clip_tokenizer.h"
 
 namespace multilora::text {
@@ -19,10 +20,44 @@ at::Tensor run_encoder(ClipTextModelImpl& encoder, const std::vector<std::vector
     return outs.size() == 1 ? outs[0] : at::cat(outs, 1);
 }
 
+// A1111's process_tokens per chunk, then the chunks side by side; `count` chunks (empty ones pad).
+at::Tensor run_weighted(ClipTextModelImpl& encoder, const WeightedPrompt& prompt, size_t count) {
+    std::vector<at::Tensor> outs;
+    const auto device = encoder.token_embedding->weight.device();
+    for (size_t i = 0; i < count; ++i) {
+        const WeightedChunk chunk = i < prompt.chunks.size() ? prompt.chunks[i] : a1111_empty_chunk();
+        std::vector<int64_t> wide(chunk.ids.begin(), chunk.ids.end());
+        at::Tensor z = encoder.forward(torch::tensor(wide, torch::kLong).unsqueeze(0).to(device));
+        std::vector<float> w(chunk.weights.begin(), chunk.weights.end());
+        const at::Tensor m = torch::tensor(w).to(device, z.scalar_type()).view({1, -1, 1});
+        const at::Tensor original_mean = z.mean();
+        z = z * m;
+        z = z * (original_mean / z.mean());
+        outs.push_back(z);
+    }
+    return outs.size() == 1 ? outs[0] : at::cat(outs, 1);
+}
+
+EncodedPrompts encode_a1111(const ClipTokenizer& tokenizer, ClipTextModelImpl& encoder, const std::string& prompt,
+                            const std::string& negative_prompt) {
+    // Extra-network tags (<lora:NAME:W>) are not text: A1111 takes them out before tokenizing.
+    std::vector<PromptTag> tags;
+    const WeightedPrompt cond = a1111_tokenize(tokenizer, take_prompt_tags(prompt, tags)),
+                         uncond = a1111_tokenize(tokenizer, take_prompt_tags(negative_prompt, tags));
+    const size_t count = std::max(cond.chunks.size(), uncond.chunks.size());
+    EncodedPrompts out;
+    out.cond = run_weighted(encoder, cond, count);
+    out.uncond = run_weighted(encoder, uncond, count);
+    out.chunks = static_cast<int>(count);
+    return out;
+}
+
 }  // namespace
 
 EncodedPrompts encode_prompts(const ClipTokenizer& tokenizer, ClipTextModelImpl& encoder,
-                              const std::string& prompt, const std::string& negative_prompt, LongPromptMode mode) {
+                              const std::string& prompt, const std::string& negative_prompt, LongPromptMode mode,
+                              PromptSyntax syntax) {
+    if (syntax == PromptSyntax::A1111) return encode_a1111(tokenizer, encoder, prompt, negative_prompt);
     EncodedPrompts out;
     std::vector<std::vector<int32_t>> cond_ids, uncond_ids;
     if (mode == LongPromptMode::Truncate) {

@@ -18,6 +18,10 @@ struct BenchOptions {
     bool quick = false;          // the tiny model, in seconds (CI smoke test)
     int repeats = 3;             // timed repeats per case (median and min are reported)
     std::vector<int> ranks{16, 128};
+    // Adapter forms of the benchmark LoRAs: "lora", "loha", "lokr" (same layers and rank; LoHa and LoKr
+    // have full-rank ΔW, so every layer fuses).
+    std::vector<std::string> forms{"lora"};
+    std::vector<std::string> methods;  // only these composition methods (empty: every method with a bench k)
     // k values per composition method (absent: the method's registered bench_k; an empty list skips it).
     std::map<std::string, std::vector<int>> method_k;
     int switch_interval = 5;

@@ -51,6 +51,7 @@ struct RandomLoraSpec {
     bool peft = false;
     double up_gain = 1.5;
     bool locon_3x3 = false;
+    std::string form = "lora";  // "lora", or LyCORIS "loha" / "lokr" factors of the same rank (kohya names)
     std::function<bool(const std::string& path, bool is_unet)> select;
     std::map<std::string, std::string> metadata;
 };
@@ -59,8 +60,10 @@ void write_random_lora(const std::string& path, torch::nn::Module& unet, torch::
 
 // Writes `count` kohya LoRAs of `rank` (alpha = rank / 2) over every attention projection, feed-forward and
 // proj_in/proj_out of the UNet and the text encoder's attention, as LoRAs shared online commonly do.
-// Returns their paths: DIR/bench-r<rank>-<i>.safetensors.
+// Returns their paths: DIR/bench_lora_file(form, rank, i).
 std::vector<std::string> write_random_loras(const std::string& dir, const TinyModelConfigs& configs, int count,
-                                            int64_t rank, uint64_t seed);
+                                            int64_t rank, uint64_t seed, const std::string& form = "lora");
+// "bench-r<rank>-<i>.safetensors" for plain LoRA, "bench-<form>-r<rank>-<i>.safetensors" otherwise.
+std::string bench_lora_file(const std::string& form, int64_t rank, int index);
 
 }  // namespace multilora::bench

@@ -34,6 +34,7 @@ struct PromptText {
     std::string prompt;
     std::string negative_prompt;
     text::LongPromptMode long_prompt = text::LongPromptMode::Truncate;
+    text::PromptSyntax syntax = text::PromptSyntax::Plain;
 };
 
 // One denoising step, as the loop hands it to the method.

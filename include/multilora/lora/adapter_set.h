@@ -54,7 +54,8 @@ struct LoraSummary {
     struct Module {
         std::string key, target, form;  // the file's key stem, the model's module path, the adapter form
     };
-    std::vector<Module> modules;  // every matched module, in file order  // "unet/attention", "unet/ff", "unet/proj", "unet/conv", "text/attention", "text/mlp", ...
+    std::vector<Module> modules;  // every matched module, in file order
+    std::vector<std::string> ignored_keys;  // keys that belong to no adapter (norm-layer training, stray tensors)  // "unet/attention", "unet/ff", "unet/proj", "unet/conv", "text/attention", "text/mlp", ...
     int unet_layers = 0, text_layers = 0;  // targetable layers of the model (inspect's coverage)
     WeightSchedule schedule;  // the spec's weight schedule (empty: constant `weight`)
     BaseModel base_model;     // what the file's metadata says it was trained for

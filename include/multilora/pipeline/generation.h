@@ -28,6 +28,7 @@ struct GenerationRequest {
     std::string scheduler = "dpmpp-2m";
     int num_images = 1;
     text::LongPromptMode long_prompt = text::LongPromptMode::Truncate;
+    text::PromptSyntax prompt_syntax = text::PromptSyntax::Plain;  // --prompt-syntax a1111: emphasis, BREAK
     // When defined: the initial noise [n, C, h, w] (float32, before init_noise_sigma), used instead of a fresh
     // draw from the seed's generator (batch runs share one generator across sets). The generator seeded with
     // `seed` still feeds ancestral samplers.
@@ -39,7 +40,7 @@ struct GenerationRequest {
     // work, with the estimate's parts (--max-memory GB).
     double max_memory_bytes = 0;
 
-    compose::PromptText prompt_text() const { return {prompt, negative_prompt, long_prompt}; }
+    compose::PromptText prompt_text() const { return {prompt, negative_prompt, long_prompt, prompt_syntax}; }
 };
 
 // The noise diffusers' prepare_latents draws: randn([n, C, h, w]) from a CPU generator seeded with `seed`.
