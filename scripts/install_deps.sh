@@ -9,7 +9,7 @@ set -euo pipefail
 PACKAGES=(
   build-essential cmake pkg-config python3
   libtorch-dev libopenblas0-openmp zlib1g-dev
-  libcli11-dev nlohmann-json3-dev libspdlog-dev libstb-dev libgtest-dev libcurl4-openssl-dev
+  libcli11-dev nlohmann-json3-dev libspdlog-dev libstb-dev libgtest-dev libcurl4-openssl-dev libyaml-cpp-dev
 )
 # --tests: what the test suite needs besides: headless Chromium opens the pages multilora writes.
 for arg in "$@"; do

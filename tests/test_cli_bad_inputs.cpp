@@ -206,7 +206,28 @@ namespace {
 
 std::vector<Case> model_cases() {
     const std::string tiny = test::tiny_single_file();
+    // An LDM config for the tiny model with one line changed.
+    auto yaml = [](const std::string& extra_unet, const std::string& cond_target) {
+        return "model:\n  target: ldm.models.diffusion.ddpm.LatentDiffusion\n  params:\n    linear_start: 0.00085\n"
+               "    unet_config:\n      params:\n        use_checkpoint: true\n" + extra_unet +
+               "    cond_stage_config:\n      target: " + cond_target + "\n";
+    };
+    auto with_yaml = [tiny](const std::string& text) {
+        return [tiny, text](Ctx& c) {
+            write_text(c.in / "m.yaml", text);
+            return gen(tiny, c.out, "--model-config '" + (c.in / "m.yaml").string() + "'");
+        };
+    };
     return {
+        {"model-config-malformed", with_yaml("model:\n  params: [unclosed\n")},
+        {"model-config-sd2", with_yaml(yaml("", "ldm.modules.encoders.modules.FrozenOpenCLIPEmbedder"))},
+        {"model-config-other-model", with_yaml(yaml("        context_dim: 1024\n", "ldm.modules.encoders.modules.FrozenCLIPEmbedder"))},
+        {"model-config-heads-do-not-divide", with_yaml(yaml("        num_heads: 3\n", "ldm.modules.encoders.modules.FrozenCLIPEmbedder"))},
+        {"model-config-missing", [tiny](Ctx& c) { return gen(tiny, c.out, "--model-config '" + (c.in / "none.yaml").string() + "'"); }},
+        {"model-config-for-a-folder", [](Ctx& c) {
+             write_text(c.in / "m.yaml", "model:\n  params: {}\n");
+             return gen(test::tiny_folder(), c.out, "--model-config '" + (c.in / "m.yaml").string() + "'");
+         }},
         {"model-missing", [](Ctx& c) { return gen((c.in / "nowhere.safetensors").string(), c.out); }},
         {"model-empty", [](Ctx& c) { write_text(c.in / "m.safetensors", ""); return gen((c.in / "m.safetensors").string(), c.out); }},
         {"model-truncated", [tiny](Ctx& c) {

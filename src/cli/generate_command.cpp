@@ -307,6 +307,9 @@ Command add_generate_command(CLI::App& app) {
                     "chunks, <lora:NAME:W> tags resolved in --lora-dir)")
         ->capture_default_str()
         ->check(CLI::IsMember({"plain", "a1111"}));
+    sub->add_option("--model-config", o->load.model_config,
+                    "An LDM .yaml for a single-file checkpoint (heads, noise schedule, parameterization, VAE scale); "
+                    "default: NAME.yaml beside NAME.safetensors, as A1111 and ComfyUI read it");
     sub->add_option("--threads", o->threads, "CPU threads (0: all cores)")->capture_default_str();
     sub->add_option("--dtype", o->load.dtype, "Compute dtype")->capture_default_str()->check(
         CLI::IsMember({"fp32", "bf16", "fp16"}));

@@ -12,6 +12,7 @@
 #include "multilora/io/atomic_file.h"
 #include "multilora/io/safetensors.h"
 #include "multilora/models/ldm_key_map.h"
+#include "multilora/pipeline/ldm_config.h"
 #include "multilora/models/weight_loading.h"
 #include "multilora/sampling/scheduler.h"
 #include "multilora/util/error.h"
@@ -207,6 +208,13 @@ SingleFileIndex index_single_file(const std::string& path) {
 
 void load_single_file(const LoadOptions& opt, StableDiffusionModel& model) {
     SingleFileIndex s = index_single_file(opt.model_path);
+    model.scheduler_config = sampling::sd15_scheduler_config();
+    model.model_config = opt.model_config.empty() ? config_beside(opt.model_path) : opt.model_config;
+    if (!model.model_config.empty()) {
+        if (!fs::is_regular_file(model.model_config)) throw RuntimeError("model config not found: '" + model.model_config + "'");
+        apply_ldm_config(read_ldm_config(model.model_config), s.unet_cfg, s.vae_cfg, model.scheduler_config);
+        spdlog::info("model config {} applied", model.model_config);
+    }
     model.model_files = {opt.model_path};
     model.unused_tensors = s.unused;
     model.unet = models::UNet2DConditionModel(s.unet_cfg);
@@ -223,7 +231,6 @@ void load_single_file(const LoadOptions& opt, StableDiffusionModel& model) {
     } else {
         for (const auto& [name, src] : s.vae) model.unused_tensors.push_back(src.key);
     }
-    model.scheduler_config = sampling::sd15_scheduler_config();
     model.tokenizer = text::ClipTokenizer::builtin();
     model.tokenizer_source = "builtin";
 }
@@ -390,6 +397,9 @@ StableDiffusionModel load_stable_diffusion(const LoadOptions& opt) {
     model.dtype = parse_dtype(opt.dtype);
     model.device = parse_device(opt.device);
     model.layout = detect_layout(opt.model_path);
+    if (model.layout == "diffusers-folder" && !opt.model_config.empty())
+        throw UsageError("--model-config is for single-file checkpoints; '" + opt.model_path +
+                         "' is a diffusers folder, whose configs are in its folders");
     if (model.layout == "diffusers-folder") load_folder(opt, model);
     else load_single_file(opt, model);
     if (!opt.vae_path.empty()) load_separate_vae(opt, model);

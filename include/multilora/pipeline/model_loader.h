@@ -20,6 +20,8 @@ struct LoadOptions {
     std::string vae_path;  // empty: the model's own VAE
     std::string dtype = "fp32";  // fp32 | bf16 | fp16
     std::string device = "cpu";  // cpu | cuda | cuda:N
+    // An LDM .yaml for a single-file checkpoint (--model-config); empty: NAME.yaml beside NAME.safetensors, if any.
+    std::string model_config;
 };
 
 struct StableDiffusionModel {
@@ -34,6 +36,7 @@ struct StableDiffusionModel {
     std::vector<std::string> model_files;  // the weight files read for the model (hashed in manifests)
     std::vector<std::string> vae_files;    // the weight files of --vae, when given
     std::vector<std::string> unused_tensors;
+    std::string model_config;              // the LDM .yaml that was applied ("" when none)
     c10::ScalarType dtype = c10::ScalarType::Float;
     c10::Device device = c10::Device(c10::DeviceType::CPU);
 };
