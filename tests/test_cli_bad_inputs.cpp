@@ -14,6 +14,7 @@
 #include <regex>
 
 #include "batch_test_support.h"
+#include "multilora/io/png_writer.h"
 #include "multilora/io/safetensors.h"
 #include "test_support.h"
 
@@ -380,6 +381,32 @@ std::vector<Case> flag_cases() {
         {"num-images-0", flag("--num-images 0")},
         {"negative-seed", flag("--seed -1")},
         {"name-with-slash", flag("--name ../x")},
+        {"embedding-wrong-width", [](Ctx& c) {
+             io::save_safetensors((c.in / "Wide.safetensors").string(), {{"emb_params", torch::zeros({2, 48})}}, {});
+             return gen(test::tiny_single_file(), c.out, "--embedding '" + (c.in / "Wide.safetensors").string() + "'");
+         }},
+        {"embedding-pickle", [](Ctx& c) {
+             write_text(c.in / "e.pt", std::string("\x80\x02}q\x00.", 6));
+             return gen(test::tiny_single_file(), c.out, "--embedding '" + (c.in / "e.pt").string() + "'");
+         }},
+        {"embedding-unknown-layout", [](Ctx& c) {
+             io::save_safetensors((c.in / "e.safetensors").string(), {{"a", torch::zeros({32})}, {"b", torch::zeros({32})}}, {});
+             return gen(test::tiny_single_file(), c.out, "--embedding '" + (c.in / "e.safetensors").string() + "'");
+         }},
+        {"from-png-not-png", [](Ctx& c) {
+             write_text(c.in / "x.png", "GIF89a not a png");
+             return gen(test::tiny_single_file(), c.out, "--from-png '" + (c.in / "x.png").string() + "'");
+         }},
+        {"from-png-without-parameters", [](Ctx& c) {
+             const std::vector<uint8_t> rgb(4 * 4 * 3, 0);
+             write_text(c.in / "x.png", io::encode_png(rgb.data(), 4, 4, {{"Software", "paint"}}));
+             return gen(test::tiny_single_file(), c.out, "--from-png '" + (c.in / "x.png").string() + "'");
+         }},
+        {"from-png-unknown-sampler", [](Ctx& c) {
+             const std::vector<uint8_t> rgb(4 * 4 * 3, 0);
+             write_text(c.in / "x.png", io::encode_png(rgb.data(), 4, 4, {{"parameters", "fox\nSteps: 2, Sampler: UniPC, Seed: 1, Size: 64x64"}}));
+             return gen(test::tiny_single_file(), c.out, "--from-png '" + (c.in / "x.png").string() + "'");
+         }},
         {"prompt-unknown-tag", flag("--prompt-syntax a1111 --prompt 'a fox <hypernet:cat:1>'")},
         {"prompt-bad-emphasis-weight", flag("--prompt-syntax a1111 --prompt '(fox:1.2.3)'")},
         {"prompt-tag-two-weights", flag("--prompt-syntax a1111 --prompt 'a fox <lora:style:1:0.5>'")},

@@ -175,7 +175,7 @@ const std::vector<std::string>& batch_config_keys() {
         "negative_prompt", "methods",        "k",           "seeds",     "steps",           "guidance_scale",
         "width",          "height",          "scheduler",   "lora_scale", "switch_interval", "switch_schedule",
         "out",            "threads",         "dtype",       "device",    "long_prompt",     "max_batch_rows",
-        "method_args",    "quick",           "allow_nan",   "max_memory_gb",   "prompt_syntax"};
+        "method_args",    "quick",           "allow_nan",   "max_memory_gb",   "prompt_syntax",   "embedding_dir"};
     return keys;
 }
 
@@ -279,7 +279,7 @@ void ConfigReader::choice_key(const std::string& key, std::string& out, const st
 
 // The paths as written (resolved later against the config's folder).
 struct RawPaths {
-    std::string model, vae, lora_dir, lora_info, out;
+    std::string model, vae, lora_dir, lora_info, out, embedding_dir;
 };
 
 RawPaths read_names_and_paths(ConfigReader& r, BatchConfig& c) {
@@ -289,6 +289,7 @@ RawPaths read_names_and_paths(ConfigReader& r, BatchConfig& c) {
         r.errors.add("style", json_quote(c.style) + " must be usable as a folder name (letters, digits, '_', '-', '.')");
     r.string_key("model", p.model, true, false);
     r.string_key("vae", p.vae, false, true);
+    r.string_key("embedding_dir", p.embedding_dir, false, true);
     r.string_key("lora_dir", p.lora_dir, true, false);
     r.string_key("lora_info", p.lora_info, true, false);
     r.string_key("out", p.out, true, false);
@@ -537,6 +538,7 @@ BatchConfig parse_batch_config(const ojson& source, const std::string& config_pa
 
     c.model = resolve_against(c.config_dir, raw.model);
     c.vae = resolve_against(c.config_dir, raw.vae);
+    c.embedding_dir = resolve_against(c.config_dir, raw.embedding_dir);
     c.lora_dir = resolve_against(c.config_dir, raw.lora_dir);
     c.lora_info_path = resolve_against(c.config_dir, raw.lora_info);
     c.out = resolve_against(c.config_dir, raw.out);
@@ -574,6 +576,7 @@ std::vector<std::string> missing_input_files(const BatchConfig& c, const std::ve
     std::error_code ec;
     if (!fs::exists(c.model, ec)) missing.push_back("model: " + c.model);
     if (!c.vae.empty() && !fs::exists(c.vae, ec)) missing.push_back("vae: " + c.vae);
+    if (!c.embedding_dir.empty() && !fs::is_directory(c.embedding_dir, ec)) missing.push_back("embedding_dir: " + c.embedding_dir);
     if (!fs::is_directory(c.lora_dir, ec)) {
         missing.push_back("lora_dir: " + c.lora_dir);
         return missing;

@@ -414,8 +414,9 @@ BatchSession::BatchSession(const BatchConfig& c, const std::vector<std::string>&
         slot_of[id] = static_cast<int>(specs.size());
         specs.push_back({c.lora_file(id), 1.0});
     }
-    session = std::make_unique<pipeline::RunSession>(
-        pipeline::SessionOptions{pipeline::LoadOptions{c.model, c.vae, c.dtype, c.device}, specs, c.lora_scale});
+    pipeline::LoadOptions load{c.model, c.vae, c.dtype, c.device};
+    if (!c.embedding_dir.empty()) load.embedding_dirs = {c.embedding_dir};
+    session = std::make_unique<pipeline::RunSession>(pipeline::SessionOptions{load, specs, c.lora_scale});
     spdlog::info("loaded the model and {} LoRA(s) in {:.1f} s", specs.size(), session->load_seconds());
     pipeline::StableDiffusionModel& model = session->model();
     model_json = session->model_record(pipeline::scheduler_class(c.scheduler, model.scheduler_config));

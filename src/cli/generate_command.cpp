@@ -5,6 +5,8 @@
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
+#include <cmath>
+#include <set>
 #include <chrono>
 #include <ctime>
 #include <filesystem>
@@ -16,6 +18,7 @@
 #include "multilora/compose/registry.h"
 #include "multilora/lora/adapter_set.h"
 #include "multilora/pipeline/image_outputs.h"
+#include "multilora/pipeline/infotext.h"
 #include "multilora/pipeline/model_names.h"
 #include "multilora/pipeline/run_session.h"
 #include "multilora/pipeline/runtime.h"
@@ -39,6 +42,8 @@ struct GenerateOptions {
     int threads = 0;
     std::string long_prompt = "truncate";
     std::string prompt_syntax = "plain";
+    std::string from_png;          // --from-png: settings read from an image's A1111 parameters
+    nlohmann::json png_record;     // what --from-png applied, kept and could not apply (for the manifest)
     bool progress = true;
     double max_memory_gb = 0;  // --max-memory (0: this machine's RAM)
     std::vector<std::string> loras;
@@ -190,6 +195,7 @@ nlohmann::json generate_manifest(const GenerateOptions& o, const pipeline::Gener
     if (session.adapters())
         for (int slot = 0; slot < session.adapters()->count(); ++slot) lora_list.push_back(session.lora_record(slot));
     manifest["loras"] = lora_list;
+    if (!o.png_record.is_null()) manifest["from_png"] = o.png_record;
     manifest["composition"] = out.composition;
     manifest["composition"]["lora_scale"] = o.lora_scale;
     manifest["prompt_truncated"] = result.prompt_truncated;
@@ -264,20 +270,129 @@ void add_method_options(CLI::App* sub, GenerateOptions& o) {
         }
 }
 
-}  // namespace
+// --from-png: one field of the image's settings, applied unless its flag was given.
+struct PngApplier {
+    GenerateOptions& o;
+    const CLI::App& sub;
+    const pipeline::InfoText& info;
+    nlohmann::json& record;
 
-Command add_generate_command(CLI::App& app) {
-    auto o = std::make_shared<GenerateOptions>();
-    o->output.dir = "out";
-    CLI::App* sub = app.add_subcommand("generate", "Generate image(s) from a prompt");
+    bool given(const char* flag) const { return sub.count(flag) > 0; }
+    // Applies `field` through `set` when present and `flag` was not given; records which happened.
+    template <typename Set>
+    void field(const std::string& name, const char* flag, Set set) {
+        const std::string* v = info.field(name);
+        if (!v) return;
+        if (given(flag)) {
+            record["kept_flags"].push_back(name + " (" + flag + ")");
+            return;
+        }
+        set(*v);
+        record["applied"].push_back(name);
+    }
+    template <typename T>
+    T number(const std::string& name, const std::string& v) const {
+        try {
+            size_t used = 0;
+            const double d = std::stod(v, &used);
+            if (used == v.size() && std::isfinite(d) && (!std::is_integral_v<T> || (d >= 0 && d == std::floor(d))))
+                return static_cast<T>(d);
+        } catch (const std::exception&) {
+        }
+        throw UsageError("'" + o.from_png + "': its " + name + " '" + v + "' is not a valid number");
+    }
+};
+
+void apply_png_prompts(PngApplier& a) {
+    if (!a.given("--prompt")) {
+        a.o.request.prompt = a.info.prompt;
+        a.record["applied"].push_back("Prompt");
+    }
+    if (!a.given("--negative-prompt") && !a.info.negative_prompt.empty()) {
+        a.o.request.negative_prompt = a.info.negative_prompt;
+        a.record["applied"].push_back("Negative prompt");
+    }
+    // multilora marks A1111-syntax prompts; an image from A1111 itself was written in A1111's syntax.
+    const std::string* syntax = a.info.field("Prompt syntax");
+    const std::string* version = a.info.field("Version");
+    const bool ours = version && starts_with(*version, "multilora");
+    if (!a.given("--prompt-syntax")) a.o.prompt_syntax = syntax ? *syntax : ours ? "plain" : "a1111";
+    if (a.o.prompt_syntax != "plain" && a.o.prompt_syntax != "a1111")
+        throw UsageError("'" + a.o.from_png + "': Prompt syntax '" + a.o.prompt_syntax + "' is not plain or a1111");
+}
+
+void apply_png_settings(GenerateOptions& o, const CLI::App& sub) {
+    const pipeline::InfoText info = pipeline::read_png_infotext(o.from_png);
+    nlohmann::json record = {{"path", o.from_png}, {"applied", nlohmann::json::array()},
+                             {"kept_flags", nlohmann::json::array()}, {"not_applied", nlohmann::json::array()}};
+    PngApplier a{o, sub, info, record};
+    apply_png_prompts(a);
+    a.field("Steps", "--steps", [&](const std::string& v) { o.request.steps = a.number<int>("Steps", v); });
+    a.field("CFG scale", "--guidance-scale", [&](const std::string& v) { o.request.guidance_scale = a.number<double>("CFG scale", v); });
+    a.field("Seed", "--seed", [&](const std::string& v) { o.request.seed = a.number<uint64_t>("Seed", v); });
+    if (const std::string* v = info.field("Size")) {
+        const size_t x = v->find('x');
+        if (x == std::string::npos) throw UsageError("'" + o.from_png + "': its Size '" + *v + "' is not WIDTHxHEIGHT");
+        if (!a.given("--width")) o.request.width = a.number<int>("Size", v->substr(0, x));
+        if (!a.given("--height")) o.request.height = a.number<int>("Size", v->substr(x + 1));
+        record[a.given("--width") || a.given("--height") ? "kept_flags" : "applied"].push_back("Size");
+    }
+    const std::string* schedule = info.field("Schedule type");
+    a.field("Sampler", "--scheduler", [&](const std::string& v) {
+        const std::string s = pipeline::scheduler_for_a1111_sampler(v, schedule ? *schedule : "");
+        if (s.empty()) throw UsageError("'" + o.from_png + "': sampler '" + v + (schedule ? " " + *schedule : "") +
+                                        "' has no multilora scheduler; give --scheduler (" + join(sampling::scheduler_names(), ", ") + ")");
+        o.request.scheduler = s;
+    });
+    const std::set<std::string> handled{"Steps", "CFG scale", "Seed", "Size", "Sampler", "Schedule type", "Prompt syntax",
+                                        "Version", "Model", "Model hash"};
+    for (const auto& [key, value] : info.fields)
+        if (!handled.count(key)) record["not_applied"].push_back(key + ": " + value);
+    for (const char* key : {"Model", "Model hash", "Version"})
+        if (const std::string* v = info.field(key)) record["recorded"][key] = *v;
+    if (!record["not_applied"].empty())
+        spdlog::warn("{}: {} field(s) of its settings are not applied: {}", o.from_png, record["not_applied"].size(),
+                     record["not_applied"].dump());
+    spdlog::info("settings from {}: {}", o.from_png, record["applied"].dump());
+    o.png_record = record;
+}
+
+void add_model_and_prompt_options(CLI::App* sub, GenerateOptions* o) {
     sub->add_option("--model,-m", o->load.model_path,
                     "SD1.x checkpoint: an LDM single .safetensors file, a diffusers folder, or a Hugging Face name "
                     "(ORG/NAME[@REVISION]) found in the local hub cache ($HF_HOME/hub, ~/.cache/huggingface/hub)")
         ->required();
     sub->add_option("--vae", o->load.vae_path,
                     "A separate VAE (single file, diffusers folder or hub name), e.g. stabilityai/sd-vae-ft-mse");
-    sub->add_option("--prompt,-p", o->request.prompt, "The prompt")->required();
+    sub->add_option("--prompt,-p", o->request.prompt, "The prompt (required unless --from-png gives it)");
+    sub->add_option("--from-png", o->from_png,
+                    "Re-run the settings in an image's A1111 'parameters' text (multilora's or A1111's): prompt, "
+                    "negative prompt, steps, sampler, CFG scale, seed, size, prompt syntax. Flags given override "
+                    "them; fields multilora cannot apply are listed");
     sub->add_option("--negative-prompt,-n", o->request.negative_prompt, "The negative prompt");
+    sub->add_option("--long-prompt", o->long_prompt,
+                    "Prompts over 77 tokens: truncate (diffusers) or chunk (75-token chunks, as A1111)")
+        ->capture_default_str()
+        ->check(CLI::IsMember({"truncate", "chunk"}));
+    sub->add_option("--prompt-syntax", o->prompt_syntax,
+                    "plain (diffusers: the text as written) or a1111 ((word:1.2) emphasis, [word], BREAK, 75-token "
+                    "chunks, <lora:NAME:W> tags resolved in --lora-dir)")
+        ->capture_default_str()
+        ->check(CLI::IsMember({"plain", "a1111"}));
+    sub->add_option("--embedding", o->load.embeddings,
+                    "A textual-inversion embedding (.safetensors: A1111's emb_params or diffusers' learned_embeds); "
+                    "its name (file stem, or the name in the file) is then a word of the prompt. Repeatable");
+    sub->add_option("--embedding-dir", o->load.embedding_dirs, "A folder whose .safetensors embeddings are all loaded (repeatable)");
+    sub->add_option("--model-config", o->load.model_config,
+                    "An LDM .yaml for a single-file checkpoint (heads, noise schedule, parameterization, VAE scale); "
+                    "default: NAME.yaml beside NAME.safetensors, as A1111 and ComfyUI read it");
+    sub->add_option("--threads", o->threads, "CPU threads (0: all cores)")->capture_default_str();
+    sub->add_option("--dtype", o->load.dtype, "Compute dtype")->capture_default_str()->check(
+        CLI::IsMember({"fp32", "bf16", "fp16"}));
+    sub->add_option("--device", o->load.device, "cpu or cuda[:N]")->capture_default_str();
+}
+
+void add_sampling_and_output_options(CLI::App* sub, GenerateOptions* o) {
     sub->add_option("--steps", o->request.steps, "Denoising steps")->capture_default_str()->check(CLI::Range(1, 1000));
     sub->add_option("--guidance-scale,-g", o->request.guidance_scale, "Classifier-free guidance scale")
         ->capture_default_str();
@@ -298,22 +413,6 @@ Command add_generate_command(CLI::App& app) {
     sub->add_option("--num-images", o->request.num_images, "Images per prompt (one batch)")
         ->capture_default_str()
         ->check(CLI::Range(1, 64));
-    sub->add_option("--long-prompt", o->long_prompt,
-                    "Prompts over 77 tokens: truncate (diffusers) or chunk (75-token chunks, as A1111)")
-        ->capture_default_str()
-        ->check(CLI::IsMember({"truncate", "chunk"}));
-    sub->add_option("--prompt-syntax", o->prompt_syntax,
-                    "plain (diffusers: the text as written) or a1111 ((word:1.2) emphasis, [word], BREAK, 75-token "
-                    "chunks, <lora:NAME:W> tags resolved in --lora-dir)")
-        ->capture_default_str()
-        ->check(CLI::IsMember({"plain", "a1111"}));
-    sub->add_option("--model-config", o->load.model_config,
-                    "An LDM .yaml for a single-file checkpoint (heads, noise schedule, parameterization, VAE scale); "
-                    "default: NAME.yaml beside NAME.safetensors, as A1111 and ComfyUI read it");
-    sub->add_option("--threads", o->threads, "CPU threads (0: all cores)")->capture_default_str();
-    sub->add_option("--dtype", o->load.dtype, "Compute dtype")->capture_default_str()->check(
-        CLI::IsMember({"fp32", "bf16", "fp16"}));
-    sub->add_option("--device", o->load.device, "cpu or cuda[:N]")->capture_default_str();
     sub->add_option("--out,-o", o->output.dir, "Output folder")->capture_default_str();
     sub->add_option("--name", o->output.stem, "Output file stem (default: image-<seed>)");
     sub->add_flag("--save-latents", o->output.save_latents, "Also write STEM.latents.safetensors (final latents)");
@@ -324,6 +423,9 @@ Command add_generate_command(CLI::App& app) {
     sub->add_flag("--allow-nan", o->request.allow_nan,
                   "Write the image even when its latents hold NaN or Inf (default: stop with an error naming the step)");
     sub->add_flag("!--no-progress", o->progress, "No step progress output");
+}
+
+void add_lora_options(CLI::App* sub, GenerateOptions* o) {
     sub->add_option("--lora", o->loras,
                     "LoRA file, optionally with its strength: PATH[:WEIGHT], or a weight schedule under merge: "
                     "PATH:W@F,W@F[:linear] (weight W from fraction F of the steps; step interpolation by "
@@ -336,7 +438,10 @@ Command add_generate_command(CLI::App& app) {
     sub->add_option("--lora-scale", o->lora_scale, "Scale applied to every LoRA in UNet and text encoder (the paper's 0.8)")
         ->capture_default_str();
     add_method_options(sub, *o);
-    sub->footer(
+}
+
+std::string generate_footer() {
+    return 
         "Writes OUT/NAME.png (A1111 'parameters' text chunk) and OUT/NAME.json (the run manifest).\n"
         "Examples:\n"
         "  multilora generate -m models/tiny-sd15.safetensors -p \"a red fox in snow\" --seed 7 --out out\n"
@@ -354,9 +459,24 @@ Command add_generate_command(CLI::App& app) {
         "      --lora models/loras/tiny-style.safetensors:1@0,0.2@0.6 --lora models/loras/tiny-object.safetensors:0@0,1@1:linear\n"
         "  multilora generate -m models/tiny-sd15.safetensors -p \"a tiny fox, red fur, watercolor\" --method w-composite \\\n"
         "      --lora models/loras/tiny-character.safetensors --triggers \"tiny fox, red fur\" \\\n"
-        "      --lora models/loras/tiny-style.safetensors --triggers watercolor\n\n" +
-        compose::methods_help());
-    return [o] {
+        "      --lora models/loras/tiny-style.safetensors --triggers watercolor\n"
+        "  multilora generate -m models/tiny-sd15.safetensors --from-png out/fox.png --seed 8 --name fox-seed8\n\n" +
+        compose::methods_help();
+}
+
+}  // namespace
+
+Command add_generate_command(CLI::App& app) {
+    auto o = std::make_shared<GenerateOptions>();
+    o->output.dir = "out";
+    CLI::App* sub = app.add_subcommand("generate", "Generate image(s) from a prompt");
+    add_model_and_prompt_options(sub, o.get());
+    add_sampling_and_output_options(sub, o.get());
+    add_lora_options(sub, o.get());
+    sub->footer(generate_footer());
+    return [o, sub] {
+        if (!o->from_png.empty()) apply_png_settings(*o, *sub);
+        else if (sub->count("--prompt") == 0) throw UsageError("--prompt is required (or --from-png FILE)");
         if (o->output.stem.empty()) o->output.stem = "image-" + std::to_string(o->request.seed);
         InterruptScope interrupts;  // Ctrl-C / SIGTERM: nothing is written, exit 130
         run_generate(*o);

@@ -68,6 +68,8 @@ std::string a1111_parameters(const GenerationRequest& r, uint64_t seed, const st
             ", CFG scale: " + cfg + ", Seed: " + std::to_string(seed) + ", Size: " + std::to_string(r.width) + "x" +
             std::to_string(r.height) + ", Model hash: " + model_hash.substr(0, 10) + ", Model: " + model_name +
             ", Version: multilora " + multilora::version();
+    // Not an A1111 field (A1111 keeps unknown ones): tells --from-png how the prompt was read.
+    if (r.prompt_syntax == text::PromptSyntax::A1111) text += ", Prompt syntax: a1111";
     return text;
 }
 

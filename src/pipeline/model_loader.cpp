@@ -13,6 +13,7 @@
 #include "multilora/io/safetensors.h"
 #include "multilora/models/ldm_key_map.h"
 #include "multilora/pipeline/ldm_config.h"
+#include "multilora/text/embeddings.h"
 #include "multilora/models/weight_loading.h"
 #include "multilora/sampling/scheduler.h"
 #include "multilora/util/error.h"
@@ -392,6 +393,28 @@ nlohmann::json describe_checkpoint(const std::string& path) {
     return j;
 }
 
+namespace {
+
+// --embedding files, then each --embedding-dir's, appended to the text encoder and the tokenizer.
+void add_embeddings(const LoadOptions& opt, StableDiffusionModel& model) {
+    std::vector<std::string> files = opt.embeddings;
+    for (const auto& dir : opt.embedding_dirs)
+        for (const auto& f : text::embedding_files(dir)) files.push_back(f);
+    if (files.empty()) return;
+    std::vector<text::TextualInversion> embeddings;
+    for (const auto& f : files) {
+        if (!fs::is_regular_file(f)) throw RuntimeError("embedding not found: '" + f + "'");
+        embeddings.push_back(text::read_textual_inversion(f));
+    }
+    model.tokenizer = text::add_textual_inversions(*model.text_encoder, *model.tokenizer, embeddings);
+    for (const auto& e : embeddings) {
+        model.embeddings.push_back({{"name", e.name}, {"path", e.path}, {"format", e.format}, {"vectors", e.vectors.size(0)}});
+        spdlog::info("embedding '{}' ({} vector(s)) from {}", e.name, e.vectors.size(0), e.path);
+    }
+}
+
+}  // namespace
+
 StableDiffusionModel load_stable_diffusion(const LoadOptions& opt) {
     StableDiffusionModel model;
     model.dtype = parse_dtype(opt.dtype);
@@ -403,6 +426,7 @@ StableDiffusionModel load_stable_diffusion(const LoadOptions& opt) {
     if (model.layout == "diffusers-folder") load_folder(opt, model);
     else load_single_file(opt, model);
     if (!opt.vae_path.empty()) load_separate_vae(opt, model);
+    add_embeddings(opt, model);
     for (auto* m : std::initializer_list<torch::nn::Module*>{model.unet.get(), model.text_encoder.get(), model.vae.get()})
         m->eval();
     for (const auto& k : model.unused_tensors) spdlog::debug("unused tensor: {}", k);

@@ -52,6 +52,7 @@ nlohmann::json RunSession::model_record(const std::string& scheduler_class_name)
         {"text_encoder_config", model_.text_encoder->config().to_json()},
         {"scheduler_config", model_.scheduler_config},
         {"model_config", model_.model_config.empty() ? nlohmann::json(nullptr) : nlohmann::json(model_.model_config)},
+        {"embeddings", model_.embeddings},
     };
     if (!scheduler_class_name.empty()) j["scheduler_class"] = scheduler_class_name;
     return j;

@@ -520,8 +520,37 @@ int32_t ClipTokenizer::token_to_id(const std::string& token) const {
 
 std::vector<int32_t> ClipTokenizer::encode(const std::string& text) const {
     std::vector<int32_t> ids;
-    for (const auto& t : tokenize(text)) ids.push_back(token_to_id(t));
+    for (const auto& t : tokenize(text)) {
+        const int32_t id = token_to_id(t);
+        auto it = expansions_.find(id);
+        if (it == expansions_.end()) ids.push_back(id);
+        else ids.insert(ids.end(), it->second.begin(), it->second.end());
+    }
     return ids;
+}
+
+std::shared_ptr<const ClipTokenizer> ClipTokenizer::with_added_tokens(
+    const std::vector<std::pair<std::string, std::vector<int32_t>>>& tokens) const {
+    std::shared_ptr<ClipTokenizer> t(new ClipTokenizer());
+    t->encoder_ = encoder_;
+    t->merge_ranks_ = merge_ranks_;
+    t->added_encoder_ = added_encoder_;
+    t->expansions_ = expansions_;
+    t->bos_id_ = bos_id_;
+    t->eos_id_ = eos_id_;
+    t->unk_id_ = unk_id_;
+    t->pad_id_ = pad_id_;
+    for (const auto& [name, ids] : tokens) {
+        if (name.empty() || ids.empty()) throw RuntimeError("an added token needs a name and at least one id");
+        t->added_encoder_[name] = ids.front();
+        t->expansions_[ids.front()] = ids;
+    }
+    t->finish();
+    // Ids past the first of a multi-vector token have no text of their own; the decoder covers them too.
+    int32_t max_id = static_cast<int32_t>(t->decoder_.size()) - 1;
+    for (const auto& [name, ids] : tokens) max_id = std::max(max_id, *std::max_element(ids.begin(), ids.end()));
+    t->decoder_.resize(static_cast<size_t>(max_id + 1));
+    return t;
 }
 
 std::vector<int32_t> ClipTokenizer::encode_padded(const std::string& text, bool* truncated) const {

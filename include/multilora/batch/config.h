@@ -68,7 +68,8 @@ struct BatchConfig {
     std::string dtype = "fp32";
     std::string device = "cpu";
     std::string long_prompt = "truncate";
-    std::string prompt_syntax = "plain";  // "a1111": emphasis, BREAK and A1111's chunks (see text/a1111_prompt.h)
+    std::string prompt_syntax = "plain";
+    std::string embedding_dir;  // textual-inversion embeddings loaded for every image (empty: none)  // "a1111": emphasis, BREAK and A1111's chunks (see text/a1111_prompt.h)
     int max_batch_rows = 0;
     bool allow_nan = false;
     double max_memory_gb = 0;  // refuse sizes whose estimated peak is above (0: this machine's RAM)  // write images whose latents went NaN/Inf (default: stop with an error)

@@ -22,6 +22,9 @@ struct LoadOptions {
     std::string device = "cpu";  // cpu | cuda | cuda:N
     // An LDM .yaml for a single-file checkpoint (--model-config); empty: NAME.yaml beside NAME.safetensors, if any.
     std::string model_config;
+    // Textual-inversion embeddings (--embedding, --embedding-dir): their names become tokens of the prompt.
+    std::vector<std::string> embeddings;
+    std::vector<std::string> embedding_dirs;
 };
 
 struct StableDiffusionModel {
@@ -37,6 +40,7 @@ struct StableDiffusionModel {
     std::vector<std::string> vae_files;    // the weight files of --vae, when given
     std::vector<std::string> unused_tensors;
     std::string model_config;              // the LDM .yaml that was applied ("" when none)
+    nlohmann::json embeddings = nlohmann::json::array();  // [{name, path, format, vectors}] added to the tokenizer
     c10::ScalarType dtype = c10::ScalarType::Float;
     c10::Device device = c10::Device(c10::DeviceType::CPU);
 };

@@ -87,6 +87,14 @@ public:
     // Id -> token string (byte-level unicode form, "</w>" marks word ends); for debugging and tests.
     // Returns an empty string for an id that is not in the vocabulary.
     std::string id_to_token(int32_t id) const;
+    // The first id past the vocabulary and added tokens (where new embeddings' rows go).
+    int32_t next_free_id() const { return static_cast<int32_t>(decoder_.size()); }
+
+    // A copy that splits each name out of the text as its own token (before lowercasing and BPE, as
+    // transformers' added tokens) and encodes it as its ids: a textual-inversion embedding with one id per
+    // vector, rows appended to the text encoder's token embedding.
+    std::shared_ptr<const ClipTokenizer> with_added_tokens(
+        const std::vector<std::pair<std::string, std::vector<int32_t>>>& tokens) const;
 
 private:
     ClipTokenizer() = default;
@@ -104,6 +112,7 @@ private:
     // Added tokens (special tokens) split out of the text before anything else: content -> id.
     std::vector<std::pair<std::u32string, int32_t>> added_tokens_;
     std::unordered_map<std::string, int32_t> added_encoder_;
+    std::unordered_map<int32_t, std::vector<int32_t>> expansions_;  // an added token's id -> all its ids
     int32_t bos_id_ = kBosId;
     int32_t eos_id_ = kEosId;
     int32_t unk_id_ = kEosId;
