@@ -172,6 +172,18 @@ TEST(LycorisForms, ShapeProblemsAreNamed) {
     h.factors = {{"hada_w1_a", at::zeros({6, 3})}, {"hada_w1_b", at::zeros({2, 10})}, {"hada_w2_a", at::zeros({6, 3})},
                  {"hada_w2_b", at::zeros({3, 10})}};
     EXPECT_NE(lora::factor_problem(h).find("ranks differ within a pair"), std::string::npos);
+    // Damaged factors are named before any size is read: a 1-D factor, an empty one, a 0-D magnitude.
+    lora::LoraGroup k;
+    k.form = lora::AdapterForm::LoKr;
+    k.factors = {{"lokr_w1_a", at::zeros({4})}, {"lokr_w1_b", at::zeros({1, 2})}, {"lokr_w2", at::zeros({4, 4})}};
+    EXPECT_NE(lora::factor_problem(k).find("lokr_w1_a has shape [4] (2-D expected)"), std::string::npos);
+    h.factors["hada_w1_b"] = at::zeros({0, 10});
+    EXPECT_NE(lora::factor_problem(h).find("hada_w1_b is empty"), std::string::npos);
+    lora::LoraGroup d;
+    d.down = at::zeros({2, 4});
+    d.up = at::zeros({4, 2});
+    d.dora_scale = at::zeros({});
+    EXPECT_NE(lora::factor_problem(d).find("empty or 0-D"), std::string::npos);
 }
 
 // A full-rank delta (with a bias change) through every path of the layer: fused, per-row fused, per-row

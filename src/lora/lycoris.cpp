@@ -2,6 +2,7 @@
 
 #include <torch/torch.h>
 
+#include <algorithm>
 #include <limits>
 #include <numeric>
 
@@ -122,7 +123,33 @@ bool is_full_rank(const LoraGroup& g) {
     return g.form != AdapterForm::Lora || g.dora_scale.defined() || g.factor("lora_mid").defined();
 }
 
+namespace {
+
+// Each factor's rank (number of dimensions) as its role needs it, and no empty dimension: checked before any
+// size is read, so that a damaged file is an error and never an out-of-range index.
+std::string rank_problem(const LoraGroup& g) {
+    const bool tucker_lokr = g.factor("lokr_t2").defined();
+    for (const auto& [name, t] : g.factors) {
+        std::vector<int64_t> ok;
+        if (starts_with(name, "hada_t") || name == "lokr_t2" || name == "lora_mid") ok = {4};
+        else if (starts_with(name, "hada_w") || name == "lokr_w1" || name == "lokr_w1_a" || name == "lokr_w1_b" ||
+                 name == "lokr_w2_a" || (name == "lokr_w2_b" && tucker_lokr))
+            ok = {2};
+        else if (name == "lokr_w2" || name == "lokr_w2_b") ok = {2, 4};
+        if (!ok.empty() && std::find(ok.begin(), ok.end(), t.dim()) == ok.end())
+            return name + " has shape " + shape_str(sizes(t)) + " (" + std::to_string(ok.front()) + "-D expected)";
+        if (name != "on_input" && t.numel() == 0) return name + " is empty (shape " + shape_str(sizes(t)) + ")";
+    }
+    for (const at::Tensor* t : {&g.down, &g.up, &g.dora_scale})
+        if (t->defined() && (t->numel() == 0 || t->dim() == 0))
+            return "a factor of shape " + shape_str(sizes(*t)) + " (empty or 0-D)";
+    return "";
+}
+
+}  // namespace
+
 std::string factor_problem(const LoraGroup& g) {
+    if (std::string p = rank_problem(g); !p.empty()) return p;
     auto t = [&](const char* n) { return g.factor(n); };
     switch (g.form) {
         case AdapterForm::Lora: {
