@@ -262,7 +262,7 @@ stage_tiny() {
 stage_bench() {
     local args
     if [[ "$DEVICE" == cpu ]]; then
-        args=(bench --quick --device cpu --composite-k 2 --repeats 1 --threads 1)
+        args=(bench --quick --device cpu --composite-k 2 --repeats 1 --threads 1 --max-spread 1)
     else
         args=(bench --device "$DEVICE" --dtype fp16 --size 512 --ranks 128 --composite-k "2,5" --repeats 3)
     fi
@@ -321,7 +321,7 @@ main() {
             if stage_ok bench; then run_stage images stage_images; else stage_row images skipped 0 "" "bench did not run"; fi
         fi
     fi
-    info bench_command "$( [[ "$DEVICE" == cpu ]] && echo "bench --quick --device cpu --composite-k 2 --repeats 1 --threads 1" ||
+    info bench_command "$( [[ "$DEVICE" == cpu ]] && echo "bench --quick --device cpu --composite-k 2 --repeats 1 --threads 1 --max-spread 1" ||
         echo "bench --device $DEVICE --dtype fp16 --size 512 --ranks 128 --composite-k 2,5 --repeats 3")"
     info images_settings "$( [[ "$DEVICE" == cpu ]] && echo "bench's tiny random model, 64x64, 4 steps, fp32, rank-4 LoRAs" ||
         echo "bench's random SD1.5, 512x512, 50 steps, fp16, two rank-128 LoRAs (none: no LoRA)")"

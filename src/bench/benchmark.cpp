@@ -12,8 +12,11 @@
 #include <functional>
 #include <sstream>
 
-#include "multilora/bench/flop_counter.h"
+#include "bench_cases.h"
+#include "multilora/bench/peer_process.h"
 #include "multilora/bench/random_model.h"
+#include "multilora/io/atomic_file.h"
+#include "multilora/util/clock.h"
 #include "multilora/compose/registry.h"
 #include "multilora/lora/adapter_set.h"
 #include "multilora/models/matmul_kernels.h"
@@ -24,7 +27,6 @@
 #include "multilora/pipeline/runtime.h"
 #include "multilora/text/prompt_encoding.h"
 #include "multilora/util/error.h"
-#include "multilora/util/strings.h"
 #include "multilora/util/strings.h"
 
 namespace fs = std::filesystem;
@@ -56,73 +58,23 @@ double seconds(const std::function<void()>& fn) {
     return std::chrono::duration<double>(Clock::now() - t0).count();
 }
 
-json stats(std::vector<double> times) {
-    std::sort(times.begin(), times.end());
+double median_of(std::vector<double> v) {
+    std::sort(v.begin(), v.end());
+    return v.size() % 2 ? v[v.size() / 2] : 0.5 * (v[v.size() / 2 - 1] + v[v.size() / 2]);
+}
+
+json stats(const std::vector<double>& times) {
     double mean = 0;
     for (double t : times) mean += t;
     mean /= static_cast<double>(times.size());
-    double median = times.size() % 2 ? times[times.size() / 2]
-                                     : 0.5 * (times[times.size() / 2 - 1] + times[times.size() / 2]);
-    return {{"median_s", median}, {"min_s", times.front()}, {"mean_s", mean}, {"runs", times.size()}};
+    return {{"median_s", median_of(times)}, {"min_s", *std::min_element(times.begin(), times.end())},
+            {"max_s", *std::max_element(times.begin(), times.end())}, {"mean_s", mean}, {"runs", times.size()},
+            {"times_s", times}};
 }
 
-// Best-of-3 GFLOP/s of a large fp32 (or bf16) matrix product, through BLAS (at::mm) and through the
-// route the model's layers take (models::dense: oneDNN on the CPU in fp32), and of SD1.5's most common
-// convolution. "best" is the highest of the three: the machine's demonstrated peak for this dtype.
-json measure_peaks(c10::ScalarType dtype, c10::Device device, bool quick) {
-    const int64_t n = quick ? 512 : 4096;
-    auto opts = at::TensorOptions().dtype(dtype).device(device);
-    at::Tensor a = at::randn({n, n}, opts), b = at::randn({n, n}, opts);
-    double best_mm = 1e30, best_dense = 1e30;
-    for (int i = 0; i < 3; ++i) best_mm = std::min(best_mm, seconds([&] { at::mm(a, b); if (device.is_cuda()) torch::cuda::synchronize(); }));
-    for (int i = 0; i < 3; ++i)
-        best_dense = std::min(best_dense, seconds([&] { models::dense(a, b, {}); if (device.is_cuda()) torch::cuda::synchronize(); }));
-    const int64_t c = quick ? 64 : 320, hw = quick ? 16 : 64;
-    at::Tensor x = at::randn({2, c, hw, hw}, opts), w = at::randn({c, c, 3, 3}, opts);
-    double best_conv = 1e30;
-    for (int i = 0; i < 3; ++i)
-        best_conv = std::min(best_conv, seconds([&] { at::conv2d(x, w, {}, 1, 1); if (device.is_cuda()) torch::cuda::synchronize(); }));
-    const double mm_flops = 2.0 * n * n * n, conv_flops = 2.0 * 2 * c * c * 9 * hw * hw;
-    const double best = std::max({mm_flops / best_mm, mm_flops / best_dense, conv_flops / best_conv}) / 1e9;
-    return {{"gemm", {{"shape", {n, n, n}}, {"seconds", best_mm}, {"gflops", mm_flops / best_mm / 1e9}}},
-            {"gemm_model_route", {{"shape", {n, n, n}}, {"seconds", best_dense}, {"gflops", mm_flops / best_dense / 1e9},
-                                  {"route", models::use_onednn_products(a) ? "onednn" : "blas"}}},
-            {"conv3x3", {{"shape", {2, c, hw, hw}}, {"seconds", best_conv}, {"gflops", conv_flops / best_conv / 1e9}}},
-            {"best_gflops", best}};
-}
-
-struct StepBench {
-    pipeline::StableDiffusionModel& model;
-    const text::EncodedPrompts& prompts;
-    at::Tensor latents;
-    at::Tensor timestep;
-    double guidance = 7.5;
-};
-
-// The run length the timed steps belong to, for methods whose schedule depends on it (K-LoRA, W-Switch).
-constexpr int kBenchRunSteps = 50;
-
-// Times `repeats` UNet steps of `method` (steps numbered from 0, so Switch's switches fall where they
-// would in a run), with one warm-up; returns stats plus the FLOPs of one step.
-json time_steps(StepBench& b, compose::CompositionMethod& method, int repeats, bool warmup = true) {
-    c10::InferenceMode im;
-    auto run_step = [&](int step) {
-        compose::StepContext ctx{b.latents, b.timestep, step, b.prompts, b.guidance, kBenchRunSteps};
-        at::Tensor eps = method.predict(ctx);
-        if (b.model.device.is_cuda()) torch::cuda::synchronize();
-        return eps;
-    };
-    if (warmup) run_step(0);
-    std::vector<double> times;
-    double flops = 0;
-    for (int i = 0; i < repeats; ++i) {
-        FlopCounter counter;
-        times.push_back(seconds([&] { run_step(i); }));
-        if (i == 0) flops = counter.flops();
-    }
-    json j = stats(times);
-    j["flops"] = flops;
-    return j;
+json ratio_stats(const std::vector<double>& r) {
+    return {{"ratio", median_of(r)}, {"min", *std::min_element(r.begin(), r.end())},
+            {"max", *std::max_element(r.begin(), r.end())}, {"per_round", r}};
 }
 
 void spawn_or_throw(const std::string& cmd) {
@@ -130,11 +82,6 @@ void spawn_or_throw(const std::string& cmd) {
     int rc = std::system(cmd.c_str());
     if (rc != 0) throw RuntimeError("benchmark preparation failed (exit " + std::to_string(rc) + "): " + cmd);
 }
-
-
-}  // namespace
-
-namespace {
 
 // The random model and LoRAs, written by a child process so that this process's peak RSS is the run's
 // own. A work dir from an earlier run is reused: the checkpoint when its ready marker is there, and the
@@ -170,31 +117,6 @@ std::string prepare_work_dir(const BenchOptions& opt, int lora_count, std::strin
     return model_path;
 }
 
-// The k values each benchmarked method runs: BenchOptions' lists for the paper's three (their flags),
-// else the method's own bench_k.
-std::vector<int> bench_ks(const BenchOptions& opt, const compose::MethodInfo& m) {
-    auto it = opt.method_k.find(m.name);
-    if (it != opt.method_k.end()) return it->second;
-    return m.bench_k;
-}
-
-std::vector<const compose::MethodInfo*> bench_methods(const BenchOptions& opt) {
-    std::vector<const compose::MethodInfo*> out;
-    auto chosen = [&](const std::string& name) {
-        return opt.methods.empty() || std::find(opt.methods.begin(), opt.methods.end(), name) != opt.methods.end();
-    };
-    for (const compose::MethodInfo* m : compose::registry().methods())
-        if (m->min_loras > 0 && !bench_ks(opt, *m).empty() && chosen(m->name)) out.push_back(m);
-    return out;
-}
-
-int max_loras_needed(const BenchOptions& opt) {
-    int n = 0;
-    for (const compose::MethodInfo* m : bench_methods(opt))
-        for (int k : bench_ks(opt, *m)) n = std::max(n, k);
-    return n;
-}
-
 int64_t weight_bytes_of(const pipeline::StableDiffusionModel& model) {
     int64_t bytes = 0;
     for (auto* m : {static_cast<const torch::nn::Module*>(model.unet.get()), static_cast<const torch::nn::Module*>(model.text_encoder.get()),
@@ -203,236 +125,315 @@ int64_t weight_bytes_of(const pipeline::StableDiffusionModel& model) {
     return bytes;
 }
 
-text::EncodedPrompts time_text_encode(pipeline::StableDiffusionModel& model, int repeats, json& report) {
-    std::vector<double> times;
-    text::EncodedPrompts prompts;
-    for (int i = 0; i < std::max(1, repeats); ++i)
-        times.push_back(seconds([&] {
-            prompts = text::encode_prompts(*model.tokenizer, *model.text_encoder, "a photo of a fox in the snow, detailed",
-                                           "blurry, low quality", text::LongPromptMode::Truncate);
-        }));
-    report["text_encode"] = stats(times);
-    return prompts;
+std::string case_label(const json& meta) {
+    std::string label = meta["case"].get<std::string>();
+    if (meta.value("kind", "") != "unet" || label == "none") return label;
+    const std::string form = meta.value("form", "lora");
+    return label + (form == "lora" ? "" : " [" + form + "]") + " rank " + std::to_string(meta["rank"].get<int>()) +
+           " k " + std::to_string(meta["k"].get<int>());
 }
 
-// VAE decode right after the plain steps, with the phase boundary a generation has: the peak RSS over
-// denoising + decoding is a plain generation's (loading maps the weights lazily, and text encoding peaks
-// lower).
-void time_vae_decode(StepBench& bench, int repeats, int64_t weight_bytes, json& report) {
-    pipeline::StableDiffusionModel& model = bench.model;
-    pipeline::release_resident_weights(*model.unet);
-    pipeline::release_free_memory();
-    std::vector<double> times;
-    for (int i = 0; i < std::max(1, repeats); ++i)
-        times.push_back(seconds([&] {
-            at::Tensor img = model.vae->decode(bench.latents / model.vae->config().scaling_factor);
-            if (model.device.is_cuda()) torch::cuda::synchronize();
-        }));
-    report["vae_decode"] = stats(times);
-    const int64_t generation_peak = peak_rss_bytes();
-    report["generation_peak_rss_bytes"] = generation_peak;
-    report["generation_rss_over_weights"] = static_cast<double>(generation_peak) / static_cast<double>(weight_bytes);
-    pipeline::release_free_memory();
+// diffusers' UNet in a child Python, started (and warmed up) before the rounds; its malloc is tuned through
+// glibc's environment as ours is through mallopt, so that neither side pays page faults the other does not.
+std::shared_ptr<PeerProcess> start_diffusers_peer(const BenchOptions& opt, const std::string& dir, int size, int threads) {
+    const std::string script = (fs::path(dir) / "diffusers_peer.py").string();
+    io::write_file_atomic(script, diffusers_peer_script());
+    spdlog::info("starting diffusers' UNet in {} (loads, then one warm-up step)", opt.compare_diffusers);
+    const json malloc = pipeline::runtime_info()["allocator"];
+    return std::make_shared<PeerProcess>(
+        std::vector<std::string>{opt.compare_diffusers, script, "--size", std::to_string(size), "--threads",
+                                 std::to_string(threads), "--dtype", opt.dtype},
+        std::vector<std::string>{"MALLOC_MMAP_MAX_=" + std::to_string(malloc.value("M_MMAP_MAX", 0)),
+                                 "MALLOC_TRIM_THRESHOLD_=" + std::to_string(malloc.value("M_TRIM_THRESHOLD", 0)),
+                                 "MALLOC_TOP_PAD_=" + std::to_string(malloc.value("M_TOP_PAD", 0))},
+        "--compare-diffusers");
 }
 
-json plain_case(StepBench& bench, int repeats) {
-    auto method = compose::registry().create("none", {pipeline::model_parts(bench.model)});
-    json timing = time_steps(bench, *method, repeats);
-    timing["case"] = "none";
-    timing["rank"] = 0;
-    timing["k"] = 0;
-    return timing;
-}
+// Runs the cases in the order of `order`, reporting each to the progress callback.
+struct RoundRunner {
+    const BenchOptions& opt;
+    int done = 0, total = 0;
 
-// One method at one k with the first k LoRAs of `rank`: encoded once as a run does (which sets the text
-// encoder and, for Merge, fuses the UNet), then timed. Step-dependent schedules (Switch) are timed over two
-// of their stretches with no warm-up, so that their changes fall inside the timing.
-json method_case(StepBench& bench, const BenchOptions& opt, const compose::MethodInfo& info, int k,
-                 const std::vector<lora::LoraSpec>& specs, int rank, const std::string& form) {
-    pipeline::StableDiffusionModel& model = bench.model;
-    std::vector<lora::LoraSpec> first(specs.begin(), specs.begin() + k);
-    lora::AdapterSet adapters(*model.unet, *model.text_encoder, model.unet->config().to_json(), first, 0.8, model.dtype,
-                              model.device);
-    compose::MethodArgs args(info.params);
-    if (info.name == "switch") args.set_json("tau", opt.switch_interval, "bench --switch-interval");
-    // Placeholder trigger words, for the methods that weight LoRAs by them.
-    std::vector<std::vector<std::string>> triggers;
-    for (int i = 0; i < k; ++i) triggers.push_back({"lora" + std::to_string(i)});
-    auto method = compose::registry().create(info.name, {pipeline::model_parts(model), &adapters, {}, args, triggers});
-    method->encode({});
-    const int period = info.period_steps ? info.period_steps(k, args) : 0;
-    json timing = period > 0 ? time_steps(bench, *method, 2 * period, false) : time_steps(bench, *method, opt.repeats);
-    timing["case"] = info.name;
-    timing["rank"] = rank;
-    timing["k"] = k;
-    timing["form"] = form;
-    if (period > 0) timing["timed_over"] = "two schedule stretches, changes included";
-    return timing;
-}
-
-void log_case(const json& c) {
-    spdlog::info("{:<14} {:<4} rank {:>3} k {}: median {:.3f} s, min {:.3f} s", c["case"].get<std::string>(),
-                 c.value("form", "lora"), c["rank"].get<int>(), c["k"].get<int>(), c["median_s"].get<double>(),
-                 c["min_s"].get<double>());
-}
-
-json lora_cases(StepBench& bench, const BenchOptions& opt, const std::string& dir, int lora_count) {
-    json cases = json::array();
-    for (const std::string& form : opt.forms)
-        for (int rank : opt.ranks) {
-            std::vector<lora::LoraSpec> specs;
-            for (int i = 0; i < lora_count; ++i) specs.push_back({(fs::path(dir) / bench_lora_file(form, rank, i)).string(), 1.0});
-            for (const compose::MethodInfo* m : bench_methods(opt))
-                for (int k : bench_ks(opt, *m)) {
-                    cases.push_back(method_case(bench, opt, *m, k, specs, rank, form));
-                    log_case(cases.back());
-                }
-        }
-    return cases;
-}
-
-// Each LyCORIS case against the plain-LoRA case of the same method, rank and k (same layers adapted).
-void add_form_ratios(const json& steps, json& ratios) {
-    auto time_of = [](const json& c) { return c.contains("timed_over") ? c["mean_s"].get<double>() : c["median_s"].get<double>(); };
-    for (const auto& c : steps) {
-        if (c["case"] == "none" || c.value("form", "lora") == "lora") continue;
-        for (const auto& base : steps)
-            if (base["case"] == c["case"] && base.value("form", "") == "lora" && base["rank"] == c["rank"] && base["k"] == c["k"])
-                ratios.push_back({{"case", c["case"]}, {"form", c["form"]}, {"rank", c["rank"]}, {"k", c["k"]},
-                                  {"ratio", time_of(c) / time_of(base)}, {"against", "lora"}});
+    RoundTime run(BenchCase& c) {
+        const RoundTime t = c.run();
+        if (opt.progress) opt.progress(++done, total, t.seconds * c.meta.value("steps_per_round", 1), case_label(c.meta));
+        return t;
     }
+};
+
+// The untimed warm-up round, which also counts each case's FLOPs and reads a plain generation's peak RSS:
+// the plain step, then the VAE decode with the phase boundary a generation has (the UNet's pages go).
+void warm_up(RoundRunner& runner, BenchCase& none, std::vector<BenchCase>& cases, pipeline::StableDiffusionModel& model,
+             int64_t weight_bytes, json& report) {
+    none.flops = runner.run(none).flops;
+    for (BenchCase& c : cases) {
+        if (c.meta["kind"] != "vae_decode") continue;
+        pipeline::release_resident_weights(*model.unet);
+        pipeline::release_free_memory();
+        c.flops = runner.run(c).flops;
+        const int64_t generation_peak = peak_rss_bytes();
+        report["generation_peak_rss_bytes"] = generation_peak;
+        report["generation_rss_over_weights"] = static_cast<double>(generation_peak) / static_cast<double>(weight_bytes);
+        pipeline::release_free_memory();
+    }
+    for (BenchCase& c : cases)
+        if (c.meta["kind"] != "vae_decode") c.flops = runner.run(c).flops;
 }
 
-// Achieved rates against the run's peak, and every method's ratio to the plain step (the faster of the
-// two plain measurements): per image, so divided by the method's UNet rows over the plain step's.
-void add_rates_and_ratios(json& report, double peak) {
-    double none_step = 0;
-    for (auto& c : report["unet_steps"]) {
-        double gflops = c["flops"].get<double>() / c["median_s"].get<double>() / 1e9;
-        c["gflops"] = gflops;
-        c["fraction_of_peak"] = gflops / peak;
-        if (c["case"] == "none")
-            none_step = none_step == 0 ? c["median_s"].get<double>() : std::min(none_step, c["median_s"].get<double>());
+// The best of each peak over the rounds (each round measures once).
+void keep_best_peaks(json& best, const json& round) {
+    if (best.is_null()) {
+        best = round;
+        return;
     }
+    for (const char* key : {"gemm", "gemm_model_route", "conv3x3"})
+        if (round[key]["gflops"].get<double>() > best[key]["gflops"].get<double>()) best[key] = round[key];
+    best["best_gflops"] = std::max(best["best_gflops"].get<double>(), round["best_gflops"].get<double>());
+}
+
+// The timed rounds: the plain step, then every case, R times; the plain step once more at the end, so that
+// each case sits between two plain steps. The peaks are measured in every round (fp32, and the model's dtype).
+json timed_rounds(RoundRunner& runner, BenchCase& none, std::vector<BenchCase>& cases, const std::string& dtype) {
+    json peaks = json::object();
+    for (int r = 0; r < runner.opt.repeats; ++r) {
+        none.times.push_back(runner.run(none).seconds);
+        for (BenchCase& c : cases) c.times.push_back(runner.run(c).seconds);
+        keep_best_peaks(peaks["fp32"], measure_peaks("fp32", runner.opt.device, runner.opt.quick, 1));
+        if (dtype != "fp32") keep_best_peaks(peaks[dtype], measure_peaks(dtype, runner.opt.device, runner.opt.quick, 1));
+    }
+    none.times.push_back(runner.run(none).seconds);
+    return peaks;
+}
+
+// The plain step of round r: the mean of the plain steps before and after it.
+double plain_around(const BenchCase& none, size_t r) { return 0.5 * (none.times[r] + none.times[r + 1]); }
+
+json paired_ratio(const BenchCase& c, const std::function<double(size_t)>& denominator) {
+    std::vector<double> r;
+    for (size_t i = 0; i < c.times.size(); ++i) r.push_back(c.times[i] / denominator(i));
+    return ratio_stats(r);
+}
+
+// Every UNet case against its share of plain steps; every LyCORIS form against plain LoRA at the same
+// method, rank and k; the peer's step against ours.
+// The targets are for SD1.5-sized steps (`with_targets`); the tiny model's steps are framework overhead.
+json paired_ratios(const BenchCase& none, const std::vector<BenchCase>& cases, bool with_targets) {
     json ratios = json::array();
-    for (const auto& c : report["unet_steps"]) {
-        if (c["case"] == "none") continue;
-        const int k = c["k"].get<int>();
-        const compose::MethodInfo& info = compose::registry().get(c["case"].get<std::string>());
-        // Rows per image over the plain CFG step's (LoRAtorio's 2k + 2 rows: k + 1 plain steps).
-        const int plain_rows = compose::registry().get("none").unet_rows(0, true);
-        const int rows = info.unet_rows(k, true) / plain_rows;
-        // Step-dependent schedules use their mean over the timed stretches; the others the median.
-        const double t = c.contains("timed_over") ? c["mean_s"].get<double>() : c["median_s"].get<double>();
-        ratios.push_back({{"case", c["case"]}, {"form", c.value("form", "lora")}, {"rank", c["rank"]}, {"k", k},
-                          {"ratio", t / (rows * none_step)},
-                          {"against", rows == 1 ? "none" : rows == k ? "k x none" : std::to_string(rows) + " x none"}});
+    for (const BenchCase& c : cases) {
+        const json& m = c.meta;
+        if (m["kind"] == "peer") {
+            std::vector<double> r;
+            for (size_t i = 0; i < c.times.size(); ++i) r.push_back(plain_around(none, i) / c.times[i]);
+            json q = ratio_stats(r);
+            q.update({{"case", "none"}, {"against", m["case"]}, {"form", "lora"}, {"rank", 0}, {"k", 0}});
+            ratios.push_back(q);
+            continue;
+        }
+        if (m["kind"] != "unet") continue;
+        const int rows = m["rows"].get<int>(), k = m["k"].get<int>();
+        json q = paired_ratio(c, [&](size_t i) { return rows * plain_around(none, i); });
+        q.update({{"case", m["case"]}, {"form", m["form"]}, {"rank", m["rank"]}, {"k", k},
+                  {"against", rows == 1 ? "none" : rows == k ? "k x none" : std::to_string(rows) + " x none"}});
+        auto target = ratio_targets().find(m["case"].get<std::string>());
+        if (with_targets && target != ratio_targets().end() && m["form"] == "lora") {
+            q["target"] = target->second;
+            q["meets_target"] = q["ratio"].get<double>() <= target->second;
+        }
+        ratios.push_back(q);
+        if (m["form"] == "lora") continue;
+        for (const BenchCase& base : cases)
+            if (base.meta["kind"] == "unet" && base.meta["form"] == "lora" && base.meta["case"] == m["case"] &&
+                base.meta["rank"] == m["rank"] && base.meta["k"] == m["k"]) {
+                json f = paired_ratio(c, [&](size_t i) { return base.times[i]; });
+                f.update({{"case", m["case"]}, {"form", m["form"]}, {"rank", m["rank"]}, {"k", k}, {"against", "lora"}});
+                ratios.push_back(f);
+            }
     }
-    add_form_ratios(report["unet_steps"], ratios);
-    report["ratios"] = ratios;
+    return ratios;
+}
+
+// Times, rates against the run's peaks (UNet steps against the best peak of the model's dtype, the VAE
+// decode against its convolution peak), and the FLOPs counted in the warm-up.
+json case_report(const BenchCase& c, const json& dtype_peaks) {
+    json j = c.meta;
+    j.update(stats(c.times));
+    j["flops"] = c.flops;
+    if (c.flops > 0) {
+        const double gflops = c.flops / j["median_s"].get<double>() / 1e9;
+        j["gflops"] = gflops;
+        const bool vae = c.meta["kind"] == "vae_decode";
+        j["fraction_of_peak"] = gflops / (vae ? dtype_peaks["conv3x3"]["gflops"] : dtype_peaks["best_gflops"]).get<double>();
+        j["peak_used"] = vae ? "conv3x3" : "best";
+    }
+    return j;
+}
+
+// The plain step's spread over the run decides whether the ratios get a verdict.
+json verdict(const BenchCase& none, double max_spread, const json& ratios) {
+    const double median = median_of(none.times);
+    const double spread = (*std::max_element(none.times.begin(), none.times.end()) -
+                           *std::min_element(none.times.begin(), none.times.end())) / median;
+    json v = {{"plain_step_spread", spread}, {"max_spread", max_spread}, {"given", spread <= max_spread}};
+    if (spread > max_spread) {
+        char buf[200];
+        std::snprintf(buf, sizeof buf, "the plain step's spread over the run is %.1f%%, over the %.1f%% allowed: "
+                      "the machine was too noisy for a verdict", 100 * spread, 100 * max_spread);
+        v["reason"] = buf;
+        return v;
+    }
+    json missed = json::array();
+    int met = 0;
+    for (const auto& q : ratios)
+        if (q.contains("meets_target")) q["meets_target"].get<bool>() ? ++met : (missed.push_back(q), 0);
+    v["targets_met"] = met;
+    v["targets_missed"] = missed;
+    return v;
 }
 
 }  // namespace
 
+const std::map<std::string, double>& ratio_targets() {
+    static const std::map<std::string, double> targets{{"merge", 1.02}, {"switch", 1.03}, {"composite", 1.05}};
+    return targets;
+}
+
 json run_benchmark(const BenchOptions& opt) {
     const int threads = pipeline::configure_threads(opt.threads);
-    const int lora_count = max_loras_needed(opt);
     std::string dir;
-    const std::string model_path = prepare_work_dir(opt, lora_count, dir);
+    const std::string model_path = prepare_work_dir(opt, max_loras_needed(opt), dir);
     json report;
     json method_k = json::object();
-    for (const compose::MethodInfo* m : bench_methods(opt)) method_k[m->name] = bench_ks(opt, *m);
-    report["options"] = {{"size", opt.quick ? 64 : opt.size}, {"dtype", opt.dtype},   {"device", opt.device},
-                         {"quick", opt.quick},                {"repeats", opt.repeats}, {"ranks", opt.ranks},
-                         {"method_k", method_k},              {"switch_interval", opt.switch_interval},
-                         {"forms", opt.forms},
-                         {"model", model_path}};
+    for (const std::string& name : bench_method_names(opt)) method_k[name] = bench_ks(opt, name);
+    const int size = opt.quick ? 64 : opt.size;
+    report["options"] = {{"size", size},           {"dtype", opt.dtype},         {"device", opt.device},
+                         {"quick", opt.quick},     {"rounds", opt.repeats},      {"ranks", opt.ranks},
+                         {"method_k", method_k},   {"switch_interval", opt.switch_interval},
+                         {"forms", opt.forms},     {"max_spread", opt.max_spread}, {"model", model_path},
+                         {"compare_diffusers", opt.compare_diffusers}};
 
     pipeline::StableDiffusionModel model;
     const double load_s = seconds([&] { model = pipeline::load_stable_diffusion({model_path, "", opt.dtype, opt.device}); });
     const int64_t weight_bytes = weight_bytes_of(model);
     report["load"] = {{"seconds", load_s}, {"weight_bytes", weight_bytes}};
-    spdlog::info("loaded the {} model in {:.2f} s ({:.2f} GB of weights)", opt.quick ? "tiny" : "sd15", load_s,
-                 weight_bytes / 1e9);
+    spdlog::info("loaded the {} model in {:.2f} s ({:.2f} GB of weights)", opt.quick ? "tiny" : "sd15", load_s, weight_bytes / 1e9);
 
     c10::InferenceMode im;
-    const text::EncodedPrompts prompts = time_text_encode(model, opt.repeats, report);
+    auto inputs = make_bench_inputs(model, size);
     // As in a generation: the text encoder's pages and free heap blocks go before denoising.
     pipeline::release_resident_weights(*model.text_encoder);
     pipeline::release_free_memory();
     reset_peak_rss();
 
-    const int factor = model.vae->config().downscale_factor();
-    const int size = opt.quick ? 64 : opt.size;
-    StepBench bench{model, prompts,
-                    pipeline::draw_initial_noise(1, 0, {1, model.unet->config().in_channels, size / factor, size / factor})
-                        .to(model.device, model.dtype),
-                    at::scalar_tensor(int64_t{500}, at::kLong).to(model.device)};
+    BenchCase none = plain_case(inputs);
+    std::vector<BenchCase> cases = lora_cases(inputs, opt, dir);
+    std::shared_ptr<PeerProcess> peer;
+    if (!opt.compare_diffusers.empty()) {
+        peer = start_diffusers_peer(opt, dir, size, threads);
+        cases.push_back(peer_case(peer, "diffusers"));
+    }
+    cases.push_back(vae_decode_case(inputs));
+    cases.push_back(text_encode_case(inputs));
 
-    json cases = json::array();
-    cases.push_back(plain_case(bench, opt.repeats));
-    log_case(cases.back());
-    time_vae_decode(bench, opt.repeats, weight_bytes, report);
-    for (const auto& c : lora_cases(bench, opt, dir, lora_count)) cases.push_back(c);
-    // The plain step again at the end: on a shared machine speed drifts over a long run, and the ratios
-    // divide by the faster of the two (the stricter choice).
-    cases.push_back(plain_case(bench, opt.repeats));
-    log_case(cases.back());
-    cases.back()["position"] = "end";
-    cases.front()["position"] = "start";
-    report["unet_steps"] = cases;
+    RoundRunner runner{opt, 0, static_cast<int>((cases.size() + 1) * (opt.repeats + 1) + 1)};
+    warm_up(runner, none, cases, model, weight_bytes, report);
+    json peaks = timed_rounds(runner, none, cases, opt.dtype);
+    const json& dtype_peaks = peaks[opt.dtype];
 
-    json peaks = measure_peaks(at::kFloat, model.device, opt.quick);
-    if (model.dtype != at::kFloat) peaks["model_dtype"] = measure_peaks(model.dtype, model.device, opt.quick);
+    json steps = json::array(), others = json::array();
+    steps.push_back(case_report(none, dtype_peaks));
+    for (const BenchCase& c : cases) (c.meta["kind"] == "unet" ? steps : others).push_back(case_report(c, dtype_peaks));
+    report["unet_steps"] = steps;
+    report["other_cases"] = others;
+    for (const json& c : others)
+        if (c["kind"] == "vae_decode" || c["kind"] == "text_encode") report[c["kind"].get<std::string>()] = c;
     report["peaks"] = peaks;
-    add_rates_and_ratios(report, model.dtype == at::kFloat ? peaks["best_gflops"].get<double>()
-                                                           : peaks["model_dtype"]["best_gflops"].get<double>());
+    report["ratios"] = paired_ratios(none, cases, !opt.quick);
+    report["verdict"] = verdict(none, opt.max_spread, report["ratios"]);
     // Peak since the plain steps, LoRA cases included (Composite k=5 runs 10 rows per step).
     const int64_t run_peak = peak_rss_bytes();
     report["peak_rss_bytes"] = run_peak;
     report["rss_over_weights"] = static_cast<double>(run_peak) / static_cast<double>(weight_bytes);
     report["machine"] = pipeline::runtime_info();
     report["machine"]["threads"] = threads;
+    report["date"] = utc_timestamp();
     return report;
 }
 
-std::string benchmark_markdown(const json& r) {
-    std::ostringstream o;
+namespace {
+
+std::string fmt(const char* format, double a, double b = 0, double c = 0, double d = 0) {
+    char buf[160];
+    std::snprintf(buf, sizeof buf, format, a, b, c, d);
+    return buf;
+}
+
+void markdown_header(std::ostringstream& o, const json& r) {
     const auto& m = r["machine"];
-    o << "Machine: " << m.value("cpu", "?") << ", " << m.value("threads", 0) << " threads, libtorch "
-      << m.value("libtorch", "?") << ", BLAS " << m.value("blas_library", "?") << "\n\n";
-    o << "Size " << r["options"]["size"] << ", dtype " << r["options"]["dtype"].get<std::string>() << ", device "
-      << r["options"]["device"].get<std::string>() << (r["options"]["quick"].get<bool>() ? " (quick: tiny model)" : "")
-      << ". Load " << r["load"]["seconds"].get<double>() << " s; text encode "
-      << r["text_encode"]["median_s"].get<double>() << " s; VAE decode " << r["vae_decode"]["median_s"].get<double>()
-      << " s.\n\nPeak RSS of a plain generation (steps + decode): " << r["generation_peak_rss_bytes"].get<int64_t>() / 1e9
-      << " GB (" << r["generation_rss_over_weights"].get<double>() << " x the weights); over the whole benchmark, LoRA cases included: "
-      << r["peak_rss_bytes"].get<int64_t>() / 1e9 << " GB (" << r["rss_over_weights"].get<double>() << " x).\n\n";
-    o << "Measured peaks (fp32): GEMM through BLAS " << r["peaks"]["gemm"]["gflops"].get<double>()
-      << " GFLOP/s, GEMM through the model's route (" << r["peaks"]["gemm_model_route"]["route"].get<std::string>()
-      << ") " << r["peaks"]["gemm_model_route"]["gflops"].get<double>() << " GFLOP/s, conv3x3 "
-      << r["peaks"]["conv3x3"]["gflops"].get<double>() << " GFLOP/s; \"of peak\" below is against the best of these.\n\n";
-    o << "| UNet step (batch 2 per LoRA) | rank | k | median s | min s | GFLOP/step | GFLOP/s | of peak |\n";
-    o << "| --- | --- | --- | --- | --- | --- | --- | --- |\n";
-    char buf[256];
-    for (const auto& c : r["unet_steps"]) {
+    const auto& opt = r["options"];
+    o << "Machine: " << m.value("cpu", "?") << ", " << m.value("threads", 0) << " threads, libtorch " << m.value("libtorch", "?")
+      << ", BLAS " << m.value("blas_library", "?") << ". Run " << r.value("date", "?") << ".\n\n";
+    o << "Size " << opt["size"] << ", dtype " << opt["dtype"].get<std::string>() << ", device " << opt["device"].get<std::string>()
+      << (opt["quick"].get<bool>() ? " (quick: tiny model)" : "") << "; " << opt["rounds"]
+      << " timed rounds after a warm-up round, every case once per round between two plain steps (ABAB...). Load "
+      << fmt("%.2f", r["load"]["seconds"].get<double>()) << " s.\n\n";
+    for (const auto& [dtype, p] : r["peaks"].items())
+        o << "Peaks (" << dtype << ", best over the rounds): GEMM through BLAS " << fmt("%.1f", p["gemm"]["gflops"].get<double>())
+          << " GFLOP/s, through the model's route (" << p["gemm_model_route"]["route"].get<std::string>() << ") "
+          << fmt("%.1f", p["gemm_model_route"]["gflops"].get<double>()) << ", conv3x3 "
+          << fmt("%.1f", p["conv3x3"]["gflops"].get<double>()) << ".\n";
+    o << "\"Of peak\": UNet steps against the best " << opt["dtype"].get<std::string>()
+      << " rate above, the VAE decode against the conv3x3 rate.\n\n";
+    o << "Peak RSS of a plain generation (steps + decode): " << fmt("%.2f", r["generation_peak_rss_bytes"].get<int64_t>() / 1e9)
+      << " GB (" << fmt("%.2f", r["generation_rss_over_weights"].get<double>()) << " x the weights); over the whole run: "
+      << fmt("%.2f", r["peak_rss_bytes"].get<int64_t>() / 1e9) << " GB (" << fmt("%.2f", r["rss_over_weights"].get<double>()) << " x).\n\n";
+}
+
+void markdown_cases(std::ostringstream& o, const json& r) {
+    o << "| case | rank | k | median s | min–max s | GFLOP | GFLOP/s | of peak |\n| --- | --- | --- | --- | --- | --- | --- | --- |\n";
+    auto row = [&](const json& c) {
+        const bool unet = c["kind"] == "unet";
         const std::string form = c.value("form", "lora");
-        const std::string name = c["case"].get<std::string>() + (form == "lora" ? "" : " [" + form + "]") +
-                                 (c.contains("position") ? " (" + c["position"].get<std::string>() + ")" : "");
-        std::snprintf(buf, sizeof buf, "| %s | %d | %d | %.3f | %.3f | %.1f | %.1f | %.0f%% |\n",
-                      name.c_str(), c["rank"].get<int>(), c["k"].get<int>(),
-                      c["median_s"].get<double>(), c["min_s"].get<double>(), c["flops"].get<double>() / 1e9,
-                      c["gflops"].get<double>(), 100 * c["fraction_of_peak"].get<double>());
-        o << buf;
+        std::string name = c["case"].get<std::string>() + (unet && form != "lora" ? " [" + form + "]" : "");
+        if (c.contains("timed_over")) name += " (per step over a schedule stretch)";
+        const bool counted = c.value("flops", 0.0) > 0;
+        o << "| " << name << " | " << (unet && c["case"] != "none" ? std::to_string(c["rank"].get<int>()) : "–") << " | "
+          << (unet && c["case"] != "none" ? std::to_string(c["k"].get<int>()) : "–") << " | "
+          << fmt("%.3f | %.3f–%.3f", c["median_s"].get<double>(), c["min_s"].get<double>(), c["max_s"].get<double>()) << " | "
+          << (counted ? fmt("%.1f | %.1f | %.0f%%", c["flops"].get<double>() / 1e9, c["gflops"].get<double>(),
+                            100 * c["fraction_of_peak"].get<double>())
+                      : std::string("– | – | –"))
+          << " |\n";
+    };
+    for (const auto& c : r["unet_steps"]) row(c);
+    for (const auto& c : r["other_cases"]) row(c);
+}
+
+void markdown_ratios(std::ostringstream& o, const json& r) {
+    const json& v = r["verdict"];
+    o << "\nPlain step spread over the run: " << fmt("%.1f%%", 100 * v["plain_step_spread"].get<double>()) << " (allowed "
+      << fmt("%.1f%%", 100 * v["max_spread"].get<double>()) << ").\n\n";
+    if (!v["given"].get<bool>()) {
+        o << "**NO VERDICT**: " << v["reason"].get<std::string>() << ". The ratios below are not to be read as results.\n\n";
     }
-    o << "\n| ratio | rank | k | value |\n| --- | --- | --- | --- |\n";
+    o << "| ratio (median of the per-round paired ratios) | rank | k | value | min–max | target |\n| --- | --- | --- | --- | --- | --- |\n";
     for (const auto& q : r["ratios"]) {
         const std::string form = q.value("form", "lora"), tag = form == "lora" ? "" : " [" + form + "]";
         const std::string against = q["against"] == "lora" ? q["case"].get<std::string>() + " [lora]" : q["against"].get<std::string>();
-        std::snprintf(buf, sizeof buf, "| %s%s / %s | %d | %d | %.3f |\n", q["case"].get<std::string>().c_str(), tag.c_str(),
-                      against.c_str(), q["rank"].get<int>(), q["k"].get<int>(), q["ratio"].get<double>());
-        o << buf;
+        std::string target = "–";
+        if (q.contains("target"))
+            target = fmt("≤ %.2f ", q["target"].get<double>()) + (!v["given"].get<bool>() ? "(no verdict)" : q["meets_target"].get<bool>() ? "met" : "**missed**");
+        o << "| " << q["case"].get<std::string>() << tag << " / " << against << " | " << q["rank"] << " | " << q["k"] << " | "
+          << fmt("%.3f | %.3f–%.3f", q["ratio"].get<double>(), q["min"].get<double>(), q["max"].get<double>()) << " | " << target << " |\n";
     }
+}
+
+}  // namespace
+
+std::string benchmark_markdown(const json& r) {
+    std::ostringstream o;
+    markdown_header(o, r);
+    markdown_cases(o, r);
+    markdown_ratios(o, r);
     return o.str();
 }
 

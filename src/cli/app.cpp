@@ -67,6 +67,8 @@ int run(int argc, char** argv) {
         for (auto& [sub, command] : commands)
             if (sub->parsed()) command();
         return 0;
+    } catch (const ExitStatus& e) {
+        return e.code;
     } catch (const UsageError& e) {
         spdlog::error("{}", e.what());
         return 2;

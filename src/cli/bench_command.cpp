@@ -9,6 +9,7 @@
 #include <sstream>
 
 #include "cli/commands.h"
+#include "cli/progress.h"
 #include "multilora/compose/registry.h"
 #include "multilora/io/atomic_file.h"
 #include "multilora/bench/benchmark.h"
@@ -69,7 +70,18 @@ Command add_bench_command(CLI::App& app) {
     sub->add_option("--dtype", o->bench.dtype, "Compute dtype")->capture_default_str()->check(CLI::IsMember({"fp32", "bf16", "fp16"}));
     sub->add_option("--device", o->bench.device, "cpu or cuda[:N]")->capture_default_str();
     sub->add_option("--threads", o->bench.threads, "CPU threads (0: all cores)")->capture_default_str();
-    sub->add_option("--repeats", o->bench.repeats, "Timed repeats per case")->capture_default_str()->check(CLI::Range(1, 100));
+    sub->add_option("--repeats", o->bench.repeats,
+                    "Timed rounds: each runs the plain step and every case once, in turn (after one warm-up round)")
+        ->capture_default_str()
+        ->check(CLI::Range(1, 100));
+    sub->add_option("--max-spread", o->bench.max_spread,
+                    "Largest spread (max - min) / median of the plain step for which the run gives a verdict; over it, "
+                    "the report says NO VERDICT and bench exits with 3")
+        ->capture_default_str()
+        ->check(CLI::Range(0.0, 10.0));
+    sub->add_option("--compare-diffusers", o->bench.compare_diffusers,
+                    "A Python with diffusers and torch: its UNet2DConditionModel (SD1.5 config, random weights) is timed "
+                    "in the same rounds");
     sub->add_option("--ranks", o->ranks, "LoRA ranks to measure (comma-separated)")->capture_default_str();
     sub->add_option("--forms", o->forms,
                     "Adapter forms to measure, comma-separated: lora, loha, lokr (same layers and rank; LoHa and LoKr "
@@ -94,7 +106,10 @@ Command add_bench_command(CLI::App& app) {
                 "  multilora bench --size 512 --ranks 128 --repeats 3 --work-dir /var/tmp/mlbench\n"
                 "  multilora bench --size 512 --ranks 128 --k composite=2,5 --k merge=5\n"
                 "  multilora bench --size 512 --ranks 32 --forms lora,loha,lokr --methods merge,composite --k composite=2\n"
-                "  multilora bench --device cuda --dtype fp16");
+                "  multilora bench --size 512 --ranks 128 --repeats 5 --max-spread 0.03 --compare-diffusers python3\n"
+                "  multilora bench --device cuda --dtype fp16\n"
+                "Exit status: 0 with a verdict, 3 when the plain step's spread was over --max-spread (the report is "
+                "written, marked NO VERDICT).");
     return [o] {
         o->bench.ranks = parse_ints(o->ranks, "--ranks");
         o->bench.forms = split_list(o->forms, "--forms", {"lora", "loha", "lokr"});
@@ -110,16 +125,25 @@ Command add_bench_command(CLI::App& app) {
         }
         if (o->bench.quick) {
             o->bench.ranks = {4};
-            o->bench.repeats = std::min(o->bench.repeats, 2);
             o->bench.switch_interval = 2;
         }
         o->bench.self_exe = fs::read_symlink("/proc/self/exe").string();
+        StepProgress progress("bench");
+        o->bench.progress = [&progress](int done, int total, double seconds, const std::string& what) {
+            progress.set_detail(what);
+            progress.update(done - 1, total, seconds);  // update() takes the 0-based index
+        };
         auto report = bench::run_benchmark(o->bench);
+        progress.finish();
         io::write_file_atomic(o->json_out, report.dump(2) + "\n");
         std::string md = bench::benchmark_markdown(report);
         io::write_file_atomic(o->md_out, md);
         std::printf("%s", md.c_str());
         spdlog::info("wrote {} and {}", o->json_out, o->md_out);
+        if (!report["verdict"]["given"].get<bool>()) {
+            spdlog::error("no verdict: {}", report["verdict"]["reason"].get<std::string>());
+            throw ExitStatus{3};
+        }
     };
 }
 

@@ -12,6 +12,12 @@ namespace multilora::cli {
 
 using Command = std::function<void()>;
 
+// Thrown by a command that finished its work (its outputs written) but must end with another exit status,
+// e.g. `bench` with no verdict (3). The message has already been logged.
+struct ExitStatus {
+    int code;
+};
+
 Command add_generate_command(CLI::App& app);
 Command add_tokenize_command(CLI::App& app);
 Command add_make_tiny_command(CLI::App& app);
@@ -24,7 +30,7 @@ Command add_train_lora_command(CLI::App& app);
 Command add_make_world_command(CLI::App& app);
 Command add_detect_command(CLI::App& app);
 
-// Runs the CLI: 0 success, 1 runtime error, 2 usage error.
+// Runs the CLI: 0 success, 1 runtime error, 2 usage error, 130 interrupted, or an ExitStatus's code.
 int run(int argc, char** argv);
 
 }  // namespace multilora::cli
