@@ -371,6 +371,7 @@ std::vector<Case> flag_cases() {
     auto flag = [tiny](const std::string& extra) { return [tiny, extra](Ctx& c) { return gen(tiny, c.out, extra); }; };
     return {
         {"steps-100000", flag("--steps 100000")},
+        {"vae-tile-not-a-multiple", flag("--vae-tile 20")},
         {"width-not-multiple-of-8", flag("--width 100")},
         {"image-8x8", flag("--width 8 --height 8")},
         {"image-4096-over-max-memory", flag("--width 4096 --height 4096 --max-memory 2")},

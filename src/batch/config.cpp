@@ -175,7 +175,7 @@ const std::vector<std::string>& batch_config_keys() {
         "negative_prompt", "methods",        "k",           "seeds",     "steps",           "guidance_scale",
         "width",          "height",          "scheduler",   "lora_scale", "switch_interval", "switch_schedule",
         "out",            "threads",         "dtype",       "device",    "long_prompt",     "max_batch_rows",
-        "method_args",    "quick",           "allow_nan",   "max_memory_gb",   "prompt_syntax",   "embedding_dir"};
+        "method_args",    "quick",           "allow_nan",   "max_memory_gb",   "prompt_syntax",   "embedding_dir", "vae_tile"};
     return keys;
 }
 
@@ -412,6 +412,7 @@ void read_generation_settings(ConfigReader& r, BatchConfig& c) {
     r.choice_key("prompt_syntax", c.prompt_syntax, {"plain", "a1111"});
     r.int_key("max_batch_rows", c.max_batch_rows, 0, 1 << 20, false);
     r.bool_key("allow_nan", c.allow_nan);
+    r.int_key("vae_tile", c.vae_tile, 0, 8192, false);
     r.number_key("max_memory_gb", c.max_memory_gb, 0.001, 1e6, false);
 }
 

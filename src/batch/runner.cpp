@@ -444,6 +444,7 @@ pipeline::GenerationRequest image_request(const BatchConfig& c, const PlanImage&
     req.prompt_syntax = c.prompt_syntax == "a1111" ? text::PromptSyntax::A1111 : text::PromptSyntax::Plain;
     req.initial_noise = std::move(noise);
     req.allow_nan = c.allow_nan;
+    req.vae_tile = c.vae_tile;
     req.max_memory_bytes = c.max_memory_gb * 1e9;
     return req;
 }

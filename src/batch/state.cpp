@@ -50,6 +50,7 @@ nlohmann::ordered_json expected_settings(const BatchConfig& c, const PlanImage& 
     s["long_prompt"] = c.long_prompt;
     if (c.prompt_syntax != "plain") s["prompt_syntax"] = c.prompt_syntax;
     if (!c.embedding_dir.empty()) s["embedding_dir"] = c.embedding_dir;  // absent: none  // absent: plain (older runs stay current)
+    if (c.vae_tile > 0) s["vae_tile"] = c.vae_tile;  // absent: untiled (older runs stay current)
     s["dtype"] = c.dtype;
     s["lora_scale"] = im.method == "none" ? nlohmann::ordered_json(nullptr) : nlohmann::ordered_json(c.lora_scale);
     // The method's parameters that change the image, under their config key (switch_interval, ...) or

@@ -2,6 +2,8 @@
 
 #include <torch/torch.h>
 
+#include <spdlog/spdlog.h>
+
 #include <algorithm>
 #include <chrono>
 #include <filesystem>
@@ -71,8 +73,19 @@ RoundTime method_round(BenchInputs& in, const compose::MethodInfo& info, const c
     c10::InferenceMode im;
     pipeline::StableDiffusionModel& model = in.model;
     const int k = static_cast<int>(specs.size());
-    lora::AdapterSet adapters(*model.unet, *model.text_encoder, model.unet->config().to_json(), specs, 0.8, model.dtype,
-                              model.device);
+    // The files are the same every round: their load lines would drown the progress.
+    const auto level = spdlog::get_level();
+    spdlog::set_level(std::max(level, spdlog::level::warn));
+    std::unique_ptr<lora::AdapterSet> made;
+    try {
+        made = std::make_unique<lora::AdapterSet>(*model.unet, *model.text_encoder, model.unet->config().to_json(), specs,
+                                                  0.8, model.dtype, model.device);
+    } catch (...) {
+        spdlog::set_level(level);
+        throw;
+    }
+    spdlog::set_level(level);
+    lora::AdapterSet& adapters = *made;
     // Placeholder trigger words, for the methods that weight LoRAs by them.
     std::vector<std::vector<std::string>> triggers;
     for (int i = 0; i < k; ++i) triggers.push_back({"lora" + std::to_string(i)});
@@ -140,6 +153,33 @@ BenchCase vae_decode_case(const std::shared_ptr<BenchInputs>& in) {
         return time_calls(model.device, 1, [&](int) { model.vae->decode(in->latents / model.vae->config().scaling_factor); });
     };
     return c;
+}
+
+BenchCase vae_tiled_case(const std::shared_ptr<BenchInputs>& in, int tile) {
+    BenchCase c;
+    c.meta = {{"kind", "vae_decode"}, {"case", "VAE decode, " + std::to_string(tile) + " px tiles"}, {"tile", tile},
+              {"steps_per_round", 1}};
+    c.run = [in, tile] {
+        c10::InferenceMode im;
+        pipeline::StableDiffusionModel& model = in->model;
+        return time_calls(model.device, 1,
+                          [&](int) { model.vae->decode_tiled(in->latents / model.vae->config().scaling_factor, tile); });
+    };
+    return c;
+}
+
+json vae_seam_error(const std::shared_ptr<BenchInputs>& in, int tile) {
+    c10::InferenceMode im;
+    pipeline::StableDiffusionModel& model = in->model;
+    const at::Tensor z = in->latents / model.vae->config().scaling_factor;
+    // Pixels as the PNG writer sees them: [-1, 1] -> [0, 255].
+    const at::Tensor whole = model.vae->decode(z).to(at::kFloat).clamp(-1, 1);
+    const at::Tensor tiled = model.vae->decode_tiled(z, tile).to(at::kFloat).clamp(-1, 1);
+    const at::Tensor diff = (whole - tiled).abs() * 127.5;
+    return {{"tile", tile},
+            {"max_255", diff.max().item<double>()},
+            {"mean_255", diff.mean().item<double>()},
+            {"share_over_1_255", (diff > 1.0).to(at::kFloat).mean().item<double>()}};
 }
 
 BenchCase peer_case(const std::shared_ptr<PeerProcess>& peer, const std::string& name) {

@@ -42,6 +42,9 @@ std::shared_ptr<BenchInputs> make_bench_inputs(pipeline::StableDiffusionModel& m
 BenchCase plain_case(const std::shared_ptr<BenchInputs>& inputs);
 BenchCase text_encode_case(const std::shared_ptr<BenchInputs>& inputs);
 BenchCase vae_decode_case(const std::shared_ptr<BenchInputs>& inputs);
+BenchCase vae_tiled_case(const std::shared_ptr<BenchInputs>& inputs, int tile);
+// How far the tiled decode's pixels are from the whole decode's, in 1/255 (max, mean, share over 1/255).
+nlohmann::json vae_seam_error(const std::shared_ptr<BenchInputs>& inputs, int tile);
 // Every method x k x rank x form case the options ask for, with LoRA files from `dir`.
 std::vector<BenchCase> lora_cases(const std::shared_ptr<BenchInputs>& inputs, const BenchOptions& opt,
                                   const std::string& dir);

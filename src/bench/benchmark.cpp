@@ -332,6 +332,9 @@ json run_benchmark(const BenchOptions& opt) {
         cases.push_back(peer_case(peer, "diffusers"));
     }
     cases.push_back(vae_decode_case(inputs));
+    const int tile = opt.vae_tile > 0 ? opt.vae_tile : size / 2;
+    cases.push_back(vae_tiled_case(inputs, tile));
+    report["vae_tiling"] = vae_seam_error(inputs, tile);
     cases.push_back(text_encode_case(inputs));
 
     RoundRunner runner{opt, 0, static_cast<int>((cases.size() + 1) * (opt.repeats + 1) + 1)};
@@ -345,7 +348,7 @@ json run_benchmark(const BenchOptions& opt) {
     report["unet_steps"] = steps;
     report["other_cases"] = others;
     for (const json& c : others)
-        if (c["kind"] == "vae_decode" || c["kind"] == "text_encode") report[c["kind"].get<std::string>()] = c;
+        if ((c["kind"] == "vae_decode" && !c.contains("tile")) || c["kind"] == "text_encode") report[c["kind"].get<std::string>()] = c;
     report["peaks"] = peaks;
     report["ratios"] = paired_ratios(none, cases, !opt.quick);
     report["verdict"] = verdict(none, opt.max_spread, report["ratios"]);
@@ -389,6 +392,11 @@ void markdown_header(std::ostringstream& o, const json& r) {
 }
 
 void markdown_cases(std::ostringstream& o, const json& r) {
+    const json& seam = r["vae_tiling"];
+    o << "Tiled VAE decode (" << seam["tile"] << " px tiles, a quarter tile blended) against the whole decode: max "
+      << fmt("%.2f/255, mean %.3f/255, %.2f%% of values over 1/255", seam["max_255"].get<double>(), seam["mean_255"].get<double>(),
+             100 * seam["share_over_1_255"].get<double>())
+      << ".\n\n";
     o << "| case | rank | k | median s | min–max s | GFLOP | GFLOP/s | of peak |\n| --- | --- | --- | --- | --- | --- | --- | --- |\n";
     auto row = [&](const json& c) {
         const bool unet = c["kind"] == "unet";

@@ -98,6 +98,10 @@ Command add_bench_command(CLI::App& app) {
         sub->add_option_function<std::string>(
             std::string("--") + name + "-k", [o, name](const std::string& v) { o->method_k.push_back(std::string(name) + "=" + v); },
             std::string("Same as --k ") + name + "=...");
+    sub->add_option("--vae-tile", o->bench.vae_tile,
+                    "Tile side of the tiled VAE decode timed beside the whole one, with its seam error (default: half "
+                    "the size)")
+        ->check(CLI::Range(0, 8192));
     sub->add_option("--work-dir", o->bench.work_dir, "Where the random model and LoRAs go (reused when present)");
     sub->add_option("--json", o->json_out, "Report file (JSON)")->capture_default_str();
     sub->add_option("--markdown", o->md_out, "Report file (markdown table)")->capture_default_str();

@@ -182,6 +182,7 @@ nlohmann::json generate_manifest(const GenerateOptions& o, const pipeline::Gener
         {"scheduler", request.scheduler},
         {"scheduler_class", pipeline::scheduler_class(request.scheduler, session.model().scheduler_config)},
         {"num_images", request.num_images},
+        {"vae_tile", request.vae_tile},
         {"long_prompt", o.long_prompt},
         {"prompt_syntax", o.prompt_syntax},
         {"dtype", o.load.dtype},
@@ -420,6 +421,11 @@ void add_sampling_and_output_options(CLI::App* sub, GenerateOptions* o) {
     sub->add_option("--max-memory", o->max_memory_gb,
                     "Refuse sizes whose estimated peak memory is over this many GB (default: this machine's RAM)")
         ->check(CLI::PositiveNumber);
+    sub->add_option("--vae-tile", o->request.vae_tile,
+                    "Decode in tiles of this many pixels, blended over a quarter tile (diffusers' enable_tiling), for "
+                    "large images; 0: in one piece (the exact default)")
+        ->capture_default_str()
+        ->check(CLI::Range(0, 8192));
     sub->add_flag("--allow-nan", o->request.allow_nan,
                   "Write the image even when its latents hold NaN or Inf (default: stop with an error naming the step)");
     sub->add_flag("!--no-progress", o->progress, "No step progress output");

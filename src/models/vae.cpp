@@ -2,6 +2,9 @@
 
 #include <torch/torch.h>
 
+#include <algorithm>
+#include <vector>
+
 namespace multilora::models {
 
 namespace {
@@ -125,6 +128,49 @@ AutoencoderKLImpl::AutoencoderKLImpl(const VaeConfig& cfg) : cfg_(cfg) {
 
 at::Tensor AutoencoderKLImpl::decode(const at::Tensor& latents) {
     return decoder->forward(post_quant_conv->forward(latents));
+}
+
+namespace {
+
+// diffusers' blend_v / blend_h: the first `extent` rows (columns) of `b` fade in from the last `extent` of
+// `a`, in place: b[y] = a[-extent + y] * (1 - y / extent) + b[y] * (y / extent).
+void blend_edge(const at::Tensor& a, at::Tensor& b, int64_t dim, int64_t extent) {
+    extent = std::min({a.size(dim), b.size(dim), extent});
+    for (int64_t y = 0; y < extent; ++y) {
+        const double w = static_cast<double>(y) / static_cast<double>(extent);
+        at::Tensor dst = b.select(dim, y);
+        dst.copy_(a.select(dim, a.size(dim) - extent + y) * (1 - w) + dst * w);
+    }
+}
+
+}  // namespace
+
+at::Tensor AutoencoderKLImpl::decode_tiled(const at::Tensor& latents, int64_t tile_pixels, double overlap) {
+    const int64_t factor = cfg_.downscale_factor();
+    const int64_t tile_latent = tile_pixels / factor;
+    if (latents.size(2) <= tile_latent && latents.size(3) <= tile_latent) return decode(latents);
+    const int64_t stride = static_cast<int64_t>(static_cast<double>(tile_latent) * (1 - overlap));
+    const int64_t blend = static_cast<int64_t>(static_cast<double>(tile_pixels) * overlap);
+    const int64_t keep = tile_pixels - blend;
+    std::vector<std::vector<at::Tensor>> tiles;
+    for (int64_t i = 0; i < latents.size(2); i += stride) {
+        tiles.emplace_back();
+        for (int64_t j = 0; j < latents.size(3); j += stride)
+            tiles.back().push_back(decode(latents.narrow(2, i, std::min(tile_latent, latents.size(2) - i))
+                                              .narrow(3, j, std::min(tile_latent, latents.size(3) - j))));
+    }
+    std::vector<at::Tensor> rows;
+    for (size_t i = 0; i < tiles.size(); ++i) {
+        std::vector<at::Tensor> row;
+        for (size_t j = 0; j < tiles[i].size(); ++j) {
+            at::Tensor& tile = tiles[i][j];
+            if (i > 0) blend_edge(tiles[i - 1][j], tile, 2, blend);
+            if (j > 0) blend_edge(tiles[i][j - 1], tile, 3, blend);
+            row.push_back(tile.narrow(2, 0, std::min(keep, tile.size(2))).narrow(3, 0, std::min(keep, tile.size(3))));
+        }
+        rows.push_back(at::cat(row, 3));
+    }
+    return at::cat(rows, 2);
 }
 
 at::Tensor AutoencoderKLImpl::encode_mean(const at::Tensor& image) {

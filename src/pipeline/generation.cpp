@@ -78,7 +78,10 @@ MemoryEstimate estimate_memory(const StableDiffusionModel& model, const Generati
     // of block_out[0] channels, for each image.
     const auto& vc = vae.block_out_channels;
     const double c_in = vc.size() > 1 ? vc[1] : vc[0];
-    e.vae = request.num_images * pixels * (c_in + 3.0 * vc[0]) * element;
+    // Tiled: one tile's working set, plus the decoded tiles and the image they are cut into.
+    const double tile = request.vae_tile;
+    const double working = request.vae_tile > 0 ? std::min(pixels, tile * tile) : pixels;
+    e.vae = request.num_images * (working * (c_in + 3.0 * vc[0]) + (request.vae_tile > 0 ? 2 * 3 * pixels : 0)) * element;
     return e;
 }
 
@@ -96,6 +99,10 @@ void check_size_fits(const StableDiffusionModel& model, const GenerationRequest&
                          std::to_string(request.width) + "x" + std::to_string(request.height) +
                          "): its UNet halves the " + std::to_string(min_side / (1 << halvings)) + "x-smaller latents " +
                          std::to_string(halvings) + " times");
+    if (request.vae_tile != 0 && (request.vae_tile < 2 * vae.downscale_factor() || request.vae_tile % vae.downscale_factor() != 0))
+        throw UsageError("--vae-tile must be a multiple of " + std::to_string(vae.downscale_factor()) + " of at least " +
+                         std::to_string(2 * vae.downscale_factor()) + " pixels for this model's VAE (got " +
+                         std::to_string(request.vae_tile) + ")");
     const MemoryEstimate e = estimate_memory(model, request, rows);
     const double limit = request.max_memory_bytes > 0 ? request.max_memory_bytes : physical_memory_bytes();
     if (limit > 0 && e.total() > limit)
@@ -238,7 +245,8 @@ GenerationResult generate(StableDiffusionModel& model, const GenerationRequest& 
     auto td = std::chrono::steady_clock::now();
     release_resident_weights(*model.unet);
     release_free_memory();
-    at::Tensor image = model.vae->decode(latents / vae_cfg.scaling_factor);
+    at::Tensor image = request.vae_tile > 0 ? model.vae->decode_tiled(latents / vae_cfg.scaling_factor, request.vae_tile)
+                                            : model.vae->decode(latents / vae_cfg.scaling_factor);
     result.images = to_rgb8(image);
     result.decode_seconds = seconds_since(td);
     return result;

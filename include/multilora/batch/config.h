@@ -72,6 +72,7 @@ struct BatchConfig {
     std::string embedding_dir;  // textual-inversion embeddings loaded for every image (empty: none)  // "a1111": emphasis, BREAK and A1111's chunks (see text/a1111_prompt.h)
     int max_batch_rows = 0;
     bool allow_nan = false;
+    int vae_tile = 0;  // decode in tiles of this many pixels (0: in one piece)
     double max_memory_gb = 0;  // refuse sizes whose estimated peak is above (0: this machine's RAM)  // write images whose latents went NaN/Inf (default: stop with an error)
     // Each listed method's validated parameters (defaults, the top-level keys above that set them, then
     // "method_args": {"METHOD": {"PARAM": value}}).

@@ -24,6 +24,8 @@ struct BenchOptions {
     double max_spread = 0.05;
     // A Python with diffusers: its UNet2DConditionModel is timed in the same rounds (empty: not compared).
     std::string compare_diffusers;
+    // Tile side of the tiled VAE decode timed beside the whole one, with its seam error (0: half the size).
+    int vae_tile = 0;
     std::vector<int> ranks{16, 128};
     // Adapter forms of the benchmark LoRAs: "lora", "loha", "lokr" (same layers and rank; LoHa and LoKr
     // have full-rank ΔW, so every layer fuses).

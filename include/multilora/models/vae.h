@@ -56,6 +56,11 @@ public:
     explicit AutoencoderKLImpl(const VaeConfig& cfg);
     // Latents (already divided by scaling_factor) -> image in [-1, 1].
     at::Tensor decode(const at::Tensor& latents);
+    // The same in tiles of `tile_pixels` (a multiple of the downscale factor), as diffusers' tiled_decode
+    // (AutoencoderKL.enable_tiling): latent tiles overlap by `overlap` of a tile, each decoded alone, and
+    // neighbours are blended linearly over that many pixels (top, then left) before each tile is cropped
+    // to its stride. Latents that fit one tile decode untiled. Memory is one tile's decoder, whatever the size.
+    at::Tensor decode_tiled(const at::Tensor& latents, int64_t tile_pixels, double overlap = 0.25);
     // Image in [-1, 1] -> the latent distribution's mean (not yet multiplied by scaling_factor).
     at::Tensor encode_mean(const at::Tensor& image);
     const VaeConfig& config() const { return cfg_; }

@@ -39,6 +39,9 @@ struct GenerationRequest {
     // The most memory the run may need, in bytes (0: this machine's RAM). A larger estimate is refused before any
     // work, with the estimate's parts (--max-memory GB).
     double max_memory_bytes = 0;
+    // The VAE decodes in tiles of this many pixels (0: in one piece), as diffusers' enable_tiling; for sizes whose
+    // decode would not fit in memory. Tiles change the image slightly near their seams.
+    int vae_tile = 0;
 
     compose::PromptText prompt_text() const { return {prompt, negative_prompt, long_prompt, prompt_syntax}; }
 };
