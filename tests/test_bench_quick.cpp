@@ -154,8 +154,15 @@ TEST(BenchQuick, TimesAPeerProcessInTheSameRounds) {
     ASSERT_EQ(q.result.exit_code, 0) << q.result.output;
     // The peer got the script (written into the work folder), the size, threads and dtype.
     const std::string args = read_bytes(dir / "args");
-    EXPECT_NE(args.find("diffusers_peer.py --size 64 --threads 1 --dtype fp32"), std::string::npos) << args;
-    EXPECT_NE(read_bytes(q.dir / "work" / "diffusers_peer.py").find("UNet2DConditionModel(sample_size"), std::string::npos);
+    // The peer got the script and the tiny UNet's diffusers config (both written into the work folder), the
+    // latent size (64 px / 8), threads and dtype.
+    EXPECT_NE(args.find("diffusers_peer.py --config " + (q.dir / "work" / "diffusers_peer_unet.json").string() +
+                        " --latent-size 8 --threads 1 --dtype fp32"),
+              std::string::npos)
+        << args;
+    EXPECT_NE(read_bytes(q.dir / "work" / "diffusers_peer.py").find("UNet2DConditionModel(**config)"), std::string::npos);
+    const json unet = json::parse(read_bytes(q.dir / "work" / "diffusers_peer_unet.json"));
+    EXPECT_EQ(unet["block_out_channels"], json({32, 64, 64}));
     const json& none = find_case(q.report["unet_steps"], "none", 0);
     auto p = none["times_s"].get<std::vector<double>>();
     std::vector<double> expected;

@@ -65,9 +65,11 @@ void method_step(BenchInputs& in, compose::CompositionMethod& method, int step) 
     at::Tensor eps = method.predict(ctx);
 }
 
-// One round of a method at k with `specs`: the adapters are built and (for Merge) fused, and the prompt
-// encoded as a run does, all untimed; then one step is timed, or one whole schedule stretch (steps
-// 0..period-1, the stretch's LoRA change included) for step-dependent schedules such as Switch.
+// One round of a method at k with `specs`: the adapters are built and the prompt encoded as a run does,
+// untimed. A method with a step-dependent schedule (Switch) is then timed over one whole stretch (steps
+// 0..period-1, the stretch's LoRA change included: what each step costs on average). Any other method runs
+// step 0 untimed, since it does once-per-image work there (Merge fuses its weights on the first call), and
+// step 1 timed; step 0's time is reported apart.
 RoundTime method_round(BenchInputs& in, const compose::MethodInfo& info, const compose::MethodArgs& args,
                        const std::vector<lora::LoraSpec>& specs) {
     c10::InferenceMode im;
@@ -92,7 +94,11 @@ RoundTime method_round(BenchInputs& in, const compose::MethodInfo& info, const c
     auto method = compose::registry().create(info.name, {pipeline::model_parts(model), &adapters, {}, args, triggers});
     method->encode({});
     const int period = info.period_steps ? info.period_steps(k, args) : 0;
-    return time_calls(model.device, std::max(1, period), [&](int step) { method_step(in, *method, step); });
+    if (period > 0) return time_calls(model.device, period, [&](int step) { method_step(in, *method, step); });
+    const double first = time_calls(model.device, 1, [&](int) { method_step(in, *method, 0); }).seconds;
+    RoundTime t = time_calls(model.device, 1, [&](int) { method_step(in, *method, 1); });
+    t.first_step = first;
+    return t;
 }
 
 BenchCase method_case(const std::shared_ptr<BenchInputs>& in, const BenchOptions& opt, const compose::MethodInfo& info,

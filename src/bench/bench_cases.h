@@ -24,6 +24,7 @@ class PeerProcess;
 struct RoundTime {
     double seconds = 0;
     double flops = 0;
+    double first_step = 0;  // the untimed first step of a method (lazy fusing of Merge's weights, caches), if any
 };
 
 struct BenchCase {
@@ -32,6 +33,7 @@ struct BenchCase {
     nlohmann::json meta;
     std::function<RoundTime()> run;
     std::vector<double> times;  // one per timed round
+    std::vector<double> first_steps;  // the first step of each round, where the method ran one untimed
     double flops = 0;           // per step, from the warm-up round
 };
 

@@ -135,13 +135,17 @@ std::string case_label(const json& meta) {
 
 // diffusers' UNet in a child Python, started (and warmed up) before the rounds; its malloc is tuned through
 // glibc's environment as ours is through mallopt, so that neither side pays page faults the other does not.
-std::shared_ptr<PeerProcess> start_diffusers_peer(const BenchOptions& opt, const std::string& dir, int size, int threads) {
+std::shared_ptr<PeerProcess> start_diffusers_peer(const BenchOptions& opt, const std::string& dir,
+                                                  const pipeline::StableDiffusionModel& model, int size, int threads) {
     const std::string script = (fs::path(dir) / "diffusers_peer.py").string();
+    const std::string config = (fs::path(dir) / "diffusers_peer_unet.json").string();
     io::write_file_atomic(script, diffusers_peer_script());
+    io::write_file_atomic(config, model.unet->config().to_json().dump(2) + "\n");
+    const int latent = size / model.vae->config().downscale_factor();
     spdlog::info("starting diffusers' UNet in {} (loads, then one warm-up step)", opt.compare_diffusers);
     const json malloc = pipeline::runtime_info()["allocator"];
     return std::make_shared<PeerProcess>(
-        std::vector<std::string>{opt.compare_diffusers, script, "--size", std::to_string(size), "--threads",
+        std::vector<std::string>{opt.compare_diffusers, script, "--config", config, "--latent-size", std::to_string(latent), "--threads",
                                  std::to_string(threads), "--dtype", opt.dtype},
         std::vector<std::string>{"MALLOC_MMAP_MAX_=" + std::to_string(malloc.value("M_MMAP_MAX", 0)),
                                  "MALLOC_TRIM_THRESHOLD_=" + std::to_string(malloc.value("M_TRIM_THRESHOLD", 0)),
@@ -156,7 +160,7 @@ struct RoundRunner {
 
     RoundTime run(BenchCase& c) {
         const RoundTime t = c.run();
-        if (opt.progress) opt.progress(++done, total, t.seconds * c.meta.value("steps_per_round", 1), case_label(c.meta));
+        if (opt.progress) opt.progress(++done, total, t.seconds * c.meta.value("steps_per_round", 1) + t.first_step, case_label(c.meta));
         return t;
     }
 };
@@ -166,8 +170,9 @@ struct RoundRunner {
 void warm_up(RoundRunner& runner, BenchCase& none, std::vector<BenchCase>& cases, pipeline::StableDiffusionModel& model,
              int64_t weight_bytes, json& report) {
     none.flops = runner.run(none).flops;
+    auto whole_decode = [](const BenchCase& c) { return c.meta["kind"] == "vae_decode" && !c.meta.contains("tile"); };
     for (BenchCase& c : cases) {
-        if (c.meta["kind"] != "vae_decode") continue;
+        if (!whole_decode(c)) continue;
         pipeline::release_resident_weights(*model.unet);
         pipeline::release_free_memory();
         c.flops = runner.run(c).flops;
@@ -175,9 +180,10 @@ void warm_up(RoundRunner& runner, BenchCase& none, std::vector<BenchCase>& cases
         report["generation_peak_rss_bytes"] = generation_peak;
         report["generation_rss_over_weights"] = static_cast<double>(generation_peak) / static_cast<double>(weight_bytes);
         pipeline::release_free_memory();
+        runner.run(none);  // faults the UNet's pages back in, so that round 1's plain step does not pay for it
     }
     for (BenchCase& c : cases)
-        if (c.meta["kind"] != "vae_decode") c.flops = runner.run(c).flops;
+        if (!whole_decode(c)) c.flops = runner.run(c).flops;
 }
 
 // The best of each peak over the rounds (each round measures once).
@@ -197,7 +203,11 @@ json timed_rounds(RoundRunner& runner, BenchCase& none, std::vector<BenchCase>& 
     json peaks = json::object();
     for (int r = 0; r < runner.opt.repeats; ++r) {
         none.times.push_back(runner.run(none).seconds);
-        for (BenchCase& c : cases) c.times.push_back(runner.run(c).seconds);
+        for (BenchCase& c : cases) {
+            const RoundTime t = runner.run(c);
+            c.times.push_back(t.seconds);
+            if (t.first_step > 0) c.first_steps.push_back(t.first_step);
+        }
         keep_best_peaks(peaks["fp32"], measure_peaks("fp32", runner.opt.device, runner.opt.quick, 1));
         if (dtype != "fp32") keep_best_peaks(peaks[dtype], measure_peaks(dtype, runner.opt.device, runner.opt.quick, 1));
     }
@@ -258,6 +268,7 @@ json case_report(const BenchCase& c, const json& dtype_peaks) {
     json j = c.meta;
     j.update(stats(c.times));
     j["flops"] = c.flops;
+    if (!c.first_steps.empty()) j["first_step_median_s"] = median_of(c.first_steps);
     if (c.flops > 0) {
         const double gflops = c.flops / j["median_s"].get<double>() / 1e9;
         j["gflops"] = gflops;
@@ -328,7 +339,7 @@ json run_benchmark(const BenchOptions& opt) {
     std::vector<BenchCase> cases = lora_cases(inputs, opt, dir);
     std::shared_ptr<PeerProcess> peer;
     if (!opt.compare_diffusers.empty()) {
-        peer = start_diffusers_peer(opt, dir, size, threads);
+        peer = start_diffusers_peer(opt, dir, model, size, threads);
         cases.push_back(peer_case(peer, "diffusers"));
     }
     cases.push_back(vae_decode_case(inputs));
@@ -337,7 +348,7 @@ json run_benchmark(const BenchOptions& opt) {
     report["vae_tiling"] = vae_seam_error(inputs, tile);
     cases.push_back(text_encode_case(inputs));
 
-    RoundRunner runner{opt, 0, static_cast<int>((cases.size() + 1) * (opt.repeats + 1) + 1)};
+    RoundRunner runner{opt, 0, static_cast<int>((cases.size() + 1) * (opt.repeats + 1) + 2)};
     warm_up(runner, none, cases, model, weight_bytes, report);
     json peaks = timed_rounds(runner, none, cases, opt.dtype);
     const json& dtype_peaks = peaks[opt.dtype];
@@ -384,6 +395,8 @@ void markdown_header(std::ostringstream& o, const json& r) {
           << " GFLOP/s, through the model's route (" << p["gemm_model_route"]["route"].get<std::string>() << ") "
           << fmt("%.1f", p["gemm_model_route"]["gflops"].get<double>()) << ", conv3x3 "
           << fmt("%.1f", p["conv3x3"]["gflops"].get<double>()) << ".\n";
+    o << "A method's first step in each round is untimed (Merge fuses its weights there, once per image); its median is "
+         "the \"first step\" column. Switch-like methods are timed per step over one schedule stretch, changes included.\n";
     o << "\"Of peak\": UNet steps against the best " << opt["dtype"].get<std::string>()
       << " rate above, the VAE decode against the conv3x3 rate.\n\n";
     o << "Peak RSS of a plain generation (steps + decode): " << fmt("%.2f", r["generation_peak_rss_bytes"].get<int64_t>() / 1e9)
@@ -397,7 +410,8 @@ void markdown_cases(std::ostringstream& o, const json& r) {
       << fmt("%.2f/255, mean %.3f/255, %.2f%% of values over 1/255", seam["max_255"].get<double>(), seam["mean_255"].get<double>(),
              100 * seam["share_over_1_255"].get<double>())
       << ".\n\n";
-    o << "| case | rank | k | median s | min–max s | GFLOP | GFLOP/s | of peak |\n| --- | --- | --- | --- | --- | --- | --- | --- |\n";
+    o << "| case | rank | k | median s | min–max s | first step s | GFLOP | GFLOP/s | of peak |\n"
+      << "| --- | --- | --- | --- | --- | --- | --- | --- | --- |\n";
     auto row = [&](const json& c) {
         const bool unet = c["kind"] == "unet";
         const std::string form = c.value("form", "lora");
@@ -407,6 +421,7 @@ void markdown_cases(std::ostringstream& o, const json& r) {
         o << "| " << name << " | " << (unet && c["case"] != "none" ? std::to_string(c["rank"].get<int>()) : "–") << " | "
           << (unet && c["case"] != "none" ? std::to_string(c["k"].get<int>()) : "–") << " | "
           << fmt("%.3f | %.3f–%.3f", c["median_s"].get<double>(), c["min_s"].get<double>(), c["max_s"].get<double>()) << " | "
+          << (c.contains("first_step_median_s") ? fmt("%.3f", c["first_step_median_s"].get<double>()) : std::string("–")) << " | "
           << (counted ? fmt("%.1f | %.1f | %.0f%%", c["flops"].get<double>() / 1e9, c["gflops"].get<double>(),
                             100 * c["fraction_of_peak"].get<double>())
                       : std::string("– | – | –"))

@@ -118,21 +118,24 @@ const char* diffusers_peer_script() {
     return R"PY(# Written by `multilora bench --compare-diffusers`: diffusers' UNet, timed one step per "step" line.
 import argparse, sys, time
 ap = argparse.ArgumentParser()
-ap.add_argument("--size", type=int, required=True)
+ap.add_argument("--config", required=True)
+ap.add_argument("--latent-size", type=int, required=True)
 ap.add_argument("--threads", type=int, default=0)
 ap.add_argument("--dtype", default="fp32")
 ap.add_argument("--rows", type=int, default=2)
 a = ap.parse_args()
-import torch
+import json, torch
 from diffusers import UNet2DConditionModel
 if a.threads > 0:
     torch.set_num_threads(a.threads)
 dtype = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[a.dtype]
 torch.manual_seed(0)
-# SD1.5's UNet: the class defaults are SD1.x's blocks, heads and widths; only the context width differs.
-unet = UNet2DConditionModel(sample_size=a.size // 8, cross_attention_dim=768).to(dtype).eval()
-latents = torch.randn(a.rows, 4, a.size // 8, a.size // 8).to(dtype)
-context = torch.randn(a.rows, 77, 768).to(dtype)
+# The UNet multilora's bench runs, from its diffusers config (seeded random weights).
+with open(a.config) as f:
+    config = {k: v for k, v in json.load(f).items() if not k.startswith("_")}
+unet = UNet2DConditionModel(**config).to(dtype).eval()
+latents = torch.randn(a.rows, config["in_channels"], a.latent_size, a.latent_size).to(dtype)
+context = torch.randn(a.rows, 77, config["cross_attention_dim"]).to(dtype)
 t = torch.tensor(500)
 def step():
     with torch.inference_mode():

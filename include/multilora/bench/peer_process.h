@@ -32,8 +32,9 @@ private:
     std::string buffer_;
 };
 
-// The Python program `bench --compare-diffusers PYTHON` runs: diffusers' UNet2DConditionModel with the SD1.5
-// configuration (seeded random weights), one batch-2 forward per step at the bench's size, dtype and threads.
+// The Python program `bench --compare-diffusers PYTHON` runs: diffusers' UNet2DConditionModel built from the
+// bench model's UNet config (--config, diffusers' keys; seeded random weights), one batch-2 forward per step
+// at the bench's latent size, dtype and threads.
 const char* diffusers_peer_script();
 
 }  // namespace multilora::bench
