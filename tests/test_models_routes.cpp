@@ -50,9 +50,10 @@ at::Tensor linear_ref(const at::Tensor& x, const at::Tensor& w, const at::Tensor
     return at::linear(x, w, b);
 }
 
-at::Tensor attention(int64_t nq, int64_t nk, bool onednn, int64_t chunk_rows = 0) {
+at::Tensor attention(int64_t nq, int64_t nk, bool onednn, int64_t chunk_rows = 0, c10::ScalarType dtype = at::kFloat) {
     const int64_t heads = 4, d = 16;
-    at::Tensor q = randn({2, nq, heads * d}, 11), k = randn({2, nk, heads * d}, 12), v = randn({2, nk, heads * d}, 13);
+    at::Tensor q = randn({2, nq, heads * d}, 11).to(dtype), k = randn({2, nk, heads * d}, 12).to(dtype),
+               v = randn({2, nk, heads * d}, 13).to(dtype);
     set_onednn_products_enabled(onednn);
     if (chunk_rows > 0) models::set_attention_chunk_elements(chunk_rows * heads * nk);
     return models::scaled_dot_product_attention(q, k, v, heads, 0.25);
@@ -143,6 +144,40 @@ std::vector<RouteCase> cases() {
                                                   4, 0.25, at::Tensor());
                      }});
     }
+    // bf16: the grouped route where the CPU has bf16 units (else bmm), against float32; one bf16 rounding of
+    // the inputs and of the scores/probabilities is ~1e-2 relative.
+    t.push_back({"attention bf16 512x512 = float32 route", 2e-2,
+                 [] { return attention(512, 512, true, 0, at::kBFloat16).to(at::kFloat); },
+                 [] { return attention(512, 512, true); }});
+    t.push_back({"attention bf16 512x512 grouped = bf16 bmm route", 2e-2,
+                 [] { return attention(512, 512, true, 0, at::kBFloat16).to(at::kFloat); },
+                 [] { return attention(512, 512, false, 0, at::kBFloat16).to(at::kFloat); }});
+    // Norms in bf16 are computed in float32 and rounded once: within half a bf16 ulp (2^-9) of the float32
+    // norm of the same (bf16) input.
+    t.push_back({"GroupNorm bf16 = float32 group_norm rounded once", 4e-3,
+                 [] {
+                     models::GroupNorm gn(4, 64, 1e-5);
+                     gn->weight.copy_(randn({64}, 30));
+                     gn->bias.copy_(randn({64}, 31));
+                     gn->to(at::kBFloat16);
+                     return gn->forward(randn({2, 64, 9, 7}, 32).to(at::kBFloat16)).to(at::kFloat);
+                 },
+                 [] {
+                     const auto r = [](const at::Tensor& t) { return t.to(at::kBFloat16).to(at::kFloat); };
+                     return at::group_norm(r(randn({2, 64, 9, 7}, 32)), 4, r(randn({64}, 30)), r(randn({64}, 31)), 1e-5);
+                 }});
+    t.push_back({"LayerNorm bf16 = float32 layer_norm rounded once", 4e-3,
+                 [] {
+                     models::LayerNorm ln(64, 1e-5);
+                     ln->weight.copy_(randn({64}, 33));
+                     ln->bias.copy_(randn({64}, 34));
+                     ln->to(at::kBFloat16);
+                     return ln->forward(randn({2, 50, 64}, 35).to(at::kBFloat16)).to(at::kFloat);
+                 },
+                 [] {
+                     const auto r = [](const at::Tensor& t) { return t.to(at::kBFloat16).to(at::kFloat); };
+                     return at::layer_norm(r(randn({2, 50, 64}, 35)), {64}, r(randn({64}, 33)), r(randn({64}, 34)), 1e-5);
+                 }});
     t.push_back({"masked attention (CLIP's causal mask) = softmax formula", 1e-5,
                  [] {
                      at::Tensor q = randn({2, 77, 64}, 14), k = randn({2, 77, 64}, 15), v = randn({2, 77, 64}, 16);
@@ -211,7 +246,7 @@ TEST(Routes, EveryRouteMatchesItsReference) {
         }
         ++checked;
     }
-    EXPECT_EQ(checked, 28);
+    EXPECT_EQ(checked, 32);
 }
 
 // The table can fail: a perturbed reference of one case is caught at its tolerance.
@@ -231,6 +266,9 @@ TEST(Routes, OnednnRouteIsTakenForFloat32Cpu) {
     set_onednn_products_enabled(true);
     EXPECT_TRUE(models::use_onednn_products(torch::zeros({4, 4})));
     EXPECT_FALSE(models::use_onednn_products(torch::zeros({4, 4}, torch::kBFloat16)));
+    // bf16 attention goes grouped exactly where the CPU has bf16 units.
+    EXPECT_EQ(models::use_grouped_attention(torch::zeros({4, 4}, torch::kBFloat16)), __builtin_cpu_supports("avx512bf16") != 0);
+    EXPECT_TRUE(models::use_grouped_attention(torch::zeros({4, 4})));
     set_onednn_products_enabled(false);
     EXPECT_FALSE(models::use_onednn_products(torch::zeros({4, 4})));
 }

@@ -33,6 +33,14 @@ bool use_onednn_products(const at::Tensor& x) {
            at::globalContext().userEnabledMkldnn() && at::hasMKLDNN();
 }
 
+bool use_grouped_attention(const at::Tensor& q) {
+    static const bool bf16_units = __builtin_cpu_supports("avx512bf16");
+    if (q.scalar_type() == at::kBFloat16)
+        return bf16_units && g_onednn_enabled && q.device().is_cpu() && at::globalContext().userEnabledMkldnn() &&
+               at::hasMKLDNN();
+    return use_onednn_products(q);
+}
+
 at::Tensor dense(const at::Tensor& x, const at::Tensor& weight, const at::Tensor& bias) {
     if (!use_onednn_products(x) || x.dim() < 2 || x.numel() <= kOnednnMinInputElements ||
         weight.scalar_type() != at::kFloat || !weight.is_contiguous())

@@ -21,13 +21,18 @@ namespace multilora::models {
 at::Tensor dense(const at::Tensor& x, const at::Tensor& weight, const at::Tensor& bias);
 
 // softmax(scale·q·kᵀ)·v over one batch element's heads, written into `out` [nq, heads*d]: q [nq, heads*d],
-// k and v [nk, heads*d]. Queries go in chunks of at most `max_score_elements` scores. For the CPU
-// float32 path (use_onednn_products() true for q).
+// k and v [nk, heads*d]. Queries go in chunks of at most `max_score_elements` scores. For the CPU paths
+// where use_grouped_attention() is true for q.
 void grouped_attention(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, int64_t heads, double scale,
                        int64_t max_score_elements, const at::Tensor& out);
 
-// Whether dense()/attention take the oneDNN convolution route for tensors like `x`.
+// Whether dense() takes the oneDNN convolution route for tensors like `x` (CPU float32).
 bool use_onednn_products(const at::Tensor& x);
+
+// Whether attention takes grouped_attention for queries like `q`: CPU float32, and CPU bfloat16 where the
+// CPU has bf16 units (AVX512-BF16/AMX): there oneDNN's bf16 grouped convolutions beat bmm by ~30% (4096x4096,
+// 8 heads: 81 vs 112 ms per batch row on 2 threads).
+bool use_grouped_attention(const at::Tensor& q);
 
 // Off: everything goes through at::linear / at::bmm (for comparisons in tests and the benchmark).
 void set_onednn_products_enabled(bool enabled);
