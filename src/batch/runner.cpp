@@ -538,7 +538,8 @@ public:
     Generator(const BatchConfig& c, const BatchPlan& plan, const BatchOptions& opt, BatchObserver& observer,
               const Work& work, BatchSession& session, BatchReport& report)
         : c_(c), plan_(plan), opt_(opt), observer_(observer), work_(work), b_(session), report_(report),
-          todo_set_(work.todo.begin(), work.todo.end()), done_(plan.images.size(), false), cost_(cost_from_log(c)) {
+          todo_set_(work.todo.begin(), work.todo.end()), done_(plan.images.size(), false), cost_(cost_from_log(c)),
+          per_forward_(static_cast<size_t>(images_per_forward(c, opt.batch_images))) {
         for (size_t i : work.survey.images) done_[i] = work.survey.checks.at(i).state == ImageState::Finished;
     }
 
@@ -558,7 +559,12 @@ private:
         return total;
     }
     void run_set(const PlanSet& s);
+    std::vector<std::vector<size_t>> forward_groups(const PlanSet& s) const;
+    pipeline::SessionRun session_run(const PlanImage& im, at::Tensor noise);
     void run_image(const PlanSet& s, const PlanImage& im);
+    void run_group(const PlanSet& s, const std::vector<size_t>& group);
+    void finish_image(const PlanSet& s, const PlanImage& im, const pipeline::SessionRun& run,
+                      const pipeline::SessionResult& out, double seconds, double mean_step, double decode_s);
 
     const BatchConfig& c_;
     const BatchPlan& plan_;
@@ -571,6 +577,7 @@ private:
     std::vector<bool> done_;
     StepCost cost_;
     std::map<std::pair<int, uint64_t>, NoiseStream> streams_;
+    size_t per_forward_ = 1;
     int index_ = 0, truncated_ = 0;
 };
 
@@ -578,10 +585,10 @@ void Generator::run_set(const PlanSet& s) {
     bool any_todo = false, generated_here = false;
     for (size_t i : s.images) any_todo = any_todo || todo_set_.count(i);
     if (any_todo) io::ensure_writable_dir(s.dir);
-    for (size_t i : s.images) {
-        if (!todo_set_.count(i)) continue;
-        run_image(s, plan_.images[i]);
-        done_[i] = true;
+    for (const std::vector<size_t>& group : forward_groups(s)) {
+        if (group.size() == 1) run_image(s, plan_.images[group.front()]);
+        else run_group(s, group);
+        for (size_t i : group) done_[i] = true;
         generated_here = true;
     }
     bool complete = true;
@@ -594,13 +601,27 @@ void Generator::run_set(const PlanSet& s) {
     if (generated_here) refresh_gallery(c_, plan_);
 }
 
-void Generator::run_image(const PlanSet& s, const PlanImage& im) {
-    const int todo = static_cast<int>(work_.todo.size());
-    observer_.image_started(im, index_, todo, eta_from(index_));
-    const auto t_img = std::chrono::steady_clock::now();
-    auto stream = streams_.try_emplace({im.k, im.seed}, im.seed, b_.noise_shape).first;
+// The set's unfinished images in the order they run: one at a time in plan order, or, with several images
+// per forward, those of one method (the config's seeds) in groups of up to per_forward_, in plan order.
+std::vector<std::vector<size_t>> Generator::forward_groups(const PlanSet& s) const {
+    std::vector<std::vector<size_t>> groups;
+    std::map<std::string, size_t> filling;  // method -> its group still taking images
+    for (size_t i : s.images) {
+        if (!todo_set_.count(i)) continue;
+        auto it = filling.find(plan_.images[i].method);
+        if (per_forward_ > 1 && it != filling.end() && groups[it->second].size() < per_forward_) {
+            groups[it->second].push_back(i);
+            continue;
+        }
+        filling[plan_.images[i].method] = groups.size();
+        groups.push_back({i});
+    }
+    return groups;
+}
+
+pipeline::SessionRun Generator::session_run(const PlanImage& im, at::Tensor noise) {
     pipeline::SessionRun run;
-    run.request = image_request(c_, im, stream->second.get(im.noise_draw));
+    run.request = image_request(c_, im, std::move(noise));
     run.method = im.method;
     auto args = c_.method_args.find(im.method);
     run.args = args != c_.method_args.end() ? args->second : compose::default_args(im.method);
@@ -611,12 +632,66 @@ void Generator::run_image(const PlanSet& s, const PlanImage& im) {
             run.triggers.push_back(e ? e->trigger : std::vector<std::string>{});
             run.categories.push_back(e ? e->category : std::string());
         }
+    return run;
+}
+
+void Generator::run_image(const PlanSet& s, const PlanImage& im) {
+    const int todo = static_cast<int>(work_.todo.size());
+    observer_.image_started(im, index_, todo, eta_from(index_));
+    const auto t_img = std::chrono::steady_clock::now();
+    auto stream = streams_.try_emplace({im.k, im.seed}, im.seed, b_.noise_shape).first;
+    pipeline::SessionRun run = session_run(im, stream->second.get(im.noise_draw));
     const int finished = report_.generated;
     run.on_step = [&](int step, int total, double secs) {
         observer_.step(step, total, secs);
         observer_.checkpoint({"mid-image", finished, step});
     };
     pipeline::SessionResult out = b_.session->run(run);
+    double step_sum = 0;
+    for (double x : out.generation.step_seconds) step_sum += x;
+    const double mean_step = out.generation.step_seconds.empty() ? 0 : step_sum / out.generation.step_seconds.size();
+    finish_image(s, im, run, out, seconds_since(t_img), mean_step, out.generation.encode_seconds + out.generation.decode_seconds);
+}
+
+// Several images of one method in one generation: their noises stacked as one batch (each drawn from its own
+// seed's stream, as one at a time), the prompt encoded once; each image is then written as run_image would.
+void Generator::run_group(const PlanSet& s, const std::vector<size_t>& group) {
+    const int todo = static_cast<int>(work_.todo.size()), n = static_cast<int>(group.size());
+    const PlanImage& first = plan_.images[group.front()];
+    observer_.image_started(first, index_, todo, eta_from(index_));
+    const auto t_group = std::chrono::steady_clock::now();
+    std::vector<at::Tensor> noises;
+    for (size_t i : group) {
+        const PlanImage& im = plan_.images[i];
+        noises.push_back(streams_.try_emplace({im.k, im.seed}, im.seed, b_.noise_shape).first->second.get(im.noise_draw));
+    }
+    pipeline::SessionRun run = session_run(first, at::cat(noises, 0));
+    run.request.num_images = n;
+    const int finished = report_.generated;
+    run.on_step = [&](int step, int total, double secs) {
+        observer_.step(step, total, secs);
+        observer_.checkpoint({"mid-image", finished, step});
+    };
+    pipeline::SessionResult out = b_.session->run(run);
+    double step_sum = 0;
+    for (double x : out.generation.step_seconds) step_sum += x;
+    const double mean_step = out.generation.step_seconds.empty() ? 0 : step_sum / out.generation.step_seconds.size();
+    const double each = seconds_since(t_group) / n;
+    for (int j = 0; j < n; ++j) {
+        const PlanImage& im = plan_.images[group[j]];
+        pipeline::SessionRun one = run;
+        one.request = image_request(c_, im, at::Tensor());
+        one.request.num_images = n;  // for the log; the PNG's parameters do not record it
+        pipeline::SessionResult mine = out;
+        mine.generation.images = {out.generation.images.at(j)};
+        if (j > 0) observer_.image_started(im, index_, todo, eta_from(index_));
+        finish_image(s, im, one, mine, each, mean_step / n, (out.generation.encode_seconds + out.generation.decode_seconds) / n);
+    }
+}
+
+void Generator::finish_image(const PlanSet& s, const PlanImage& im, const pipeline::SessionRun& run,
+                             const pipeline::SessionResult& out, double seconds, double mean_step, double compute_overhead) {
+    const int todo = static_cast<int>(work_.todo.size()), finished = report_.generated;
     const pipeline::GenerationResult& result = out.generation;
     // CLIP truncation of long prompts is expected here (diffusers does the same): counted, and recorded
     // per manifest, instead of warned about per image.
@@ -624,13 +699,11 @@ void Generator::run_image(const PlanSet& s, const PlanImage& im) {
     const auto t_write = std::chrono::steady_clock::now();
     const std::string sha = write_image(c_, im, b_, run.request, result, image_manifest(c_, s, im, b_, out), observer_,
                                         finished);
-    double step_sum = 0;
-    for (double x : result.step_seconds) step_sum += x;
-    const double mean_step = result.step_seconds.empty() ? 0 : step_sum / result.step_seconds.size();
-    const double seconds = seconds_since(t_img);
-    const double overhead = result.encode_seconds + result.decode_seconds + seconds_since(t_write);
+    const double written = seconds_since(t_write), overhead = compute_overhead + written;
     observer_.checkpoint({"before-log", finished});
-    io::append_line_durable(batch_log_path(c_), timing_line(c_, im, b_, opt_, sha, seconds, mean_step, overhead).dump());
+    ojson line = timing_line(c_, im, b_, opt_, sha, seconds + written, mean_step, overhead);
+    line["images_per_forward"] = run.request.num_images;
+    io::append_line_durable(batch_log_path(c_), line.dump());
     cost_.observe(im.method, im.k, unet_rows(im.method, im.k, c_.guidance_scale), mean_step, overhead);
     ++report_.generated;
     ++index_;
@@ -659,8 +732,19 @@ void refuse_linked_folders(const BatchConfig& c, const BatchPlan& plan) {
 
 }  // namespace
 
+int images_per_forward(const BatchConfig& c, int requested) {
+    if (sampling::scheduler_draws_noise(c.scheduler)) {
+        if (requested > 1)
+            throw UsageError("--batch-images " + std::to_string(requested) + ": the sampler " + c.scheduler +
+                             " draws noise at every step from each image's own generator, so its images run one at a time");
+        return 1;
+    }
+    return std::max(1, requested);
+}
+
 BatchReport run_batch(const BatchConfig& c, const BatchPlan& plan, const BatchOptions& opt, BatchObserver& observer) {
     const auto t_start = std::chrono::steady_clock::now();
+    images_per_forward(c, opt.batch_images);  // a refused --batch-images stops before anything is written
     BatchReport report;
     io::ensure_writable_dir(c.out);
     refuse_linked_folders(c, plan);

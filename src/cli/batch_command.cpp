@@ -31,6 +31,7 @@ struct BatchCliOptions {
     std::string shard;
     bool overwrite = false;
     int threads = -1;
+    int batch_images = 1;  // images per UNet forward
     bool progress = true;
     bool measure = true;
     bool gallery_only = false;
@@ -179,6 +180,7 @@ void run_batch_command(const BatchCliOptions& o) {
     options.shard = shard;
     options.overwrite = o.overwrite;
     options.threads = o.threads;
+    options.batch_images = o.batch_images;
     batch::BatchReport report;
     CrashInjector observer(progress);  // MULTILORA_TEST_CRASH (tests) only
     try {
@@ -211,6 +213,12 @@ Command add_batch_command(CLI::App& app) {
     sub->add_flag("--quick", o->quick, "Run the config's \"quick\" subset (its keys replace the top-level ones)");
     sub->add_flag("--overwrite", o->overwrite, "Regenerate images made with other settings instead of stopping");
     sub->add_option("--threads", o->threads, "CPU threads (0: all cores; default: the config's \"threads\")");
+    sub->add_option("--batch-images", o->batch_images,
+                    "Images of one set and method (the config's seeds) that share each UNet forward: faster on small images "
+                    "(docs/batch-config.md), but pixels can differ by a rounding from one-at-a-time images, which stay "
+                    "the exact default")
+        ->capture_default_str()
+        ->check(CLI::Range(1, 64));
     sub->add_flag("!--no-progress", o->progress, "No progress bars");
     sub->add_flag("!--no-measure", o->measure, "With --dry-run: do not load the model to measure the step cost");
     sub->add_flag("--gallery-only", o->gallery_only,

@@ -15,6 +15,12 @@ std::atomic<RowPolicy> g_policy{RowPolicy::Auto};
 void set_row_policy(RowPolicy p) { g_policy = p; }
 RowPolicy row_policy() { return g_policy; }
 
+namespace {
+std::atomic<int64_t> g_images_per_forward{1};
+}
+void set_images_per_forward(int64_t images) { g_images_per_forward = std::max<int64_t>(1, images); }
+int64_t images_per_forward() { return g_images_per_forward; }
+
 LayerAdapters::LayerAdapters(at::Tensor base_weight, bool is_conv, int64_t stride, int64_t padding)
     : base_(std::move(base_weight)), is_conv_(is_conv), stride_(stride), padding_(padding) {
     out_features_ = base_.size(0);
@@ -165,6 +171,7 @@ bool LayerAdapters::plan_group(const RowGroup& g, int64_t rows, int64_t amortize
     RowPolicy p = g_policy;
     if (p == RowPolicy::Fused) return true;
     if (p == RowPolicy::LowRank) return false;
+    rows = std::max<int64_t>(1, rows / g_images_per_forward);  // one image's rows: the same choice alone or batched
     double low = 0, fuse = 0;
     for (const LayerDelta* d : g.deltas) {
         if (!d->factored()) {  // a full-rank ΔW: applying it costs a whole GEMM, adding it to the weight one pass

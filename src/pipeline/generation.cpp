@@ -1,5 +1,7 @@
 #include "multilora/pipeline/generation.h"
 
+#include "multilora/lora/layer_adapters.h"
+
 #include <torch/torch.h>
 
 #include <unistd.h>
@@ -216,6 +218,12 @@ GenerationResult generate(StableDiffusionModel& model, const GenerationRequest& 
     if (request.width % factor != 0 || request.height % factor != 0)
         throw UsageError("--width and --height must be multiples of " + std::to_string(factor) + " for this VAE");
     check_size_fits(model, request, 2 * request.num_images);
+    // Each image's adapters decide as if it ran alone (see lora::set_images_per_forward).
+    struct ImagesPerForward {
+        int64_t before = lora::images_per_forward();
+        explicit ImagesPerForward(int64_t n) { lora::set_images_per_forward(n); }
+        ~ImagesPerForward() { lora::set_images_per_forward(before); }
+    } images_per_forward(request.num_images);
     result.width = request.width;
     result.height = request.height;
     PlainMethod plain(model_parts(model));

@@ -30,6 +30,8 @@ const std::vector<std::string>& scheduler_names() {
     return names;
 }
 
+bool scheduler_draws_noise(const std::string& name) { return name == "euler-a"; }
+
 std::unique_ptr<Scheduler> make_scheduler(const std::string& name, const nlohmann::json& config) {
     if (name == "dpmpp-2m" || name == "dpmpp-2m-karras") {
         const nlohmann::json fixed = {

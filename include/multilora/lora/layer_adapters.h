@@ -39,6 +39,12 @@ enum class RowPolicy { Auto, LowRank, Fused };
 void set_row_policy(RowPolicy policy);
 RowPolicy row_policy();
 
+// The images sharing each forward (generate --num-images, batch --batch-images). The fuse-or-low-rank choice
+// is made per image, on the rows one image brings, so that an image comes out with the same arithmetic, and
+// the same bits, whether it ran alone or beside others.
+void set_images_per_forward(int64_t images);
+int64_t images_per_forward();
+
 class LayerAdapters final : public models::WeightAdapter {
 public:
     // `stride` / `padding` describe the base convolution (unused for Linear).

@@ -59,6 +59,8 @@ public:
 
 // Known names: dpmpp-2m, dpmpp-2m-karras, euler, euler-a, ddim.
 const std::vector<std::string>& scheduler_names();
+// Whether the named sampler draws fresh noise at its steps (euler-a): such runs depend on their generator.
+bool scheduler_draws_noise(const std::string& name);
 
 // `config` is a diffusers scheduler config JSON (any class's: only the shared keys are taken, as
 // from_config does). Throws UsageError for an unknown name, a malformed config, or a config that asks for a
