@@ -561,6 +561,7 @@ private:
     void run_set(const PlanSet& s);
     std::vector<std::vector<size_t>> forward_groups(const PlanSet& s) const;
     pipeline::SessionRun session_run(const PlanImage& im, at::Tensor noise);
+    pipeline::SessionResult generate(pipeline::SessionRun& run, double& mean_step);
     void run_image(const PlanSet& s, const PlanImage& im);
     void run_group(const PlanSet& s, const std::vector<size_t>& group);
     void finish_image(const PlanSet& s, const PlanImage& im, const pipeline::SessionRun& run,
@@ -635,21 +636,28 @@ pipeline::SessionRun Generator::session_run(const PlanImage& im, at::Tensor nois
     return run;
 }
 
-void Generator::run_image(const PlanSet& s, const PlanImage& im) {
-    const int todo = static_cast<int>(work_.todo.size());
-    observer_.image_started(im, index_, todo, eta_from(index_));
-    const auto t_img = std::chrono::steady_clock::now();
-    auto stream = streams_.try_emplace({im.k, im.seed}, im.seed, b_.noise_shape).first;
-    pipeline::SessionRun run = session_run(im, stream->second.get(im.noise_draw));
+// Runs one generation with the step callbacks the observer wants; `mean_step` gets its mean step time.
+pipeline::SessionResult Generator::generate(pipeline::SessionRun& run, double& mean_step) {
     const int finished = report_.generated;
-    run.on_step = [&](int step, int total, double secs) {
+    run.on_step = [this, finished](int step, int total, double secs) {
         observer_.step(step, total, secs);
         observer_.checkpoint({"mid-image", finished, step});
     };
     pipeline::SessionResult out = b_.session->run(run);
     double step_sum = 0;
     for (double x : out.generation.step_seconds) step_sum += x;
-    const double mean_step = out.generation.step_seconds.empty() ? 0 : step_sum / out.generation.step_seconds.size();
+    mean_step = out.generation.step_seconds.empty() ? 0 : step_sum / static_cast<double>(out.generation.step_seconds.size());
+    return out;
+}
+
+void Generator::run_image(const PlanSet& s, const PlanImage& im) {
+    const int todo = static_cast<int>(work_.todo.size());
+    observer_.image_started(im, index_, todo, eta_from(index_));
+    const auto t_img = std::chrono::steady_clock::now();
+    auto stream = streams_.try_emplace({im.k, im.seed}, im.seed, b_.noise_shape).first;
+    pipeline::SessionRun run = session_run(im, stream->second.get(im.noise_draw));
+    double mean_step = 0;
+    pipeline::SessionResult out = generate(run, mean_step);
     finish_image(s, im, run, out, seconds_since(t_img), mean_step, out.generation.encode_seconds + out.generation.decode_seconds);
 }
 
@@ -667,15 +675,8 @@ void Generator::run_group(const PlanSet& s, const std::vector<size_t>& group) {
     }
     pipeline::SessionRun run = session_run(first, at::cat(noises, 0));
     run.request.num_images = n;
-    const int finished = report_.generated;
-    run.on_step = [&](int step, int total, double secs) {
-        observer_.step(step, total, secs);
-        observer_.checkpoint({"mid-image", finished, step});
-    };
-    pipeline::SessionResult out = b_.session->run(run);
-    double step_sum = 0;
-    for (double x : out.generation.step_seconds) step_sum += x;
-    const double mean_step = out.generation.step_seconds.empty() ? 0 : step_sum / out.generation.step_seconds.size();
+    double mean_step = 0;
+    pipeline::SessionResult out = generate(run, mean_step);
     const double each = seconds_since(t_group) / n;
     for (int j = 0; j < n; ++j) {
         const PlanImage& im = plan_.images[group[j]];
