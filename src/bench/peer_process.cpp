@@ -66,7 +66,10 @@ PeerProcess::PeerProcess(const std::vector<std::string>& argv, const std::vector
 
 PeerProcess::~PeerProcess() {
     if (to_child_ >= 0) {
-        if (pid_ > 0) send("quit");
+        // Never throws: a peer that is already gone just does not read it (SIGPIPE is ignored).
+        if (pid_ > 0 && write(to_child_, "quit\n", 5) < 0) {
+            // the peer is gone already; waitpid below reaps it
+        }
         close(to_child_);
     }
     if (from_child_ >= 0) close(from_child_);
