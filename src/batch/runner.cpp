@@ -562,10 +562,9 @@ private:
     std::vector<std::vector<size_t>> forward_groups(const PlanSet& s) const;
     pipeline::SessionRun session_run(const PlanImage& im, at::Tensor noise);
     pipeline::SessionResult generate(pipeline::SessionRun& run, double& mean_step);
-    void run_image(const PlanSet& s, const PlanImage& im);
     void run_group(const PlanSet& s, const std::vector<size_t>& group);
     void finish_image(const PlanSet& s, const PlanImage& im, const pipeline::SessionRun& run,
-                      const pipeline::SessionResult& out, double seconds, double mean_step, double decode_s);
+                      const pipeline::SessionResult& out, double seconds, double mean_step, double compute_overhead);
 
     const BatchConfig& c_;
     const BatchPlan& plan_;
@@ -587,8 +586,7 @@ void Generator::run_set(const PlanSet& s) {
     for (size_t i : s.images) any_todo = any_todo || todo_set_.count(i);
     if (any_todo) io::ensure_writable_dir(s.dir);
     for (const std::vector<size_t>& group : forward_groups(s)) {
-        if (group.size() == 1) run_image(s, plan_.images[group.front()]);
-        else run_group(s, group);
+        run_group(s, group);
         for (size_t i : group) done_[i] = true;
         generated_here = true;
     }
@@ -650,19 +648,9 @@ pipeline::SessionResult Generator::generate(pipeline::SessionRun& run, double& m
     return out;
 }
 
-void Generator::run_image(const PlanSet& s, const PlanImage& im) {
-    const int todo = static_cast<int>(work_.todo.size());
-    observer_.image_started(im, index_, todo, eta_from(index_));
-    const auto t_img = std::chrono::steady_clock::now();
-    auto stream = streams_.try_emplace({im.k, im.seed}, im.seed, b_.noise_shape).first;
-    pipeline::SessionRun run = session_run(im, stream->second.get(im.noise_draw));
-    double mean_step = 0;
-    pipeline::SessionResult out = generate(run, mean_step);
-    finish_image(s, im, run, out, seconds_since(t_img), mean_step, out.generation.encode_seconds + out.generation.decode_seconds);
-}
-
-// Several images of one method in one generation: their noises stacked as one batch (each drawn from its own
-// seed's stream, as one at a time), the prompt encoded once; each image is then written as run_image would.
+// One generation for a group of images of one method (one image, or several sharing each forward): their
+// noises stacked as one batch (each drawn from its own seed's stream), the prompt encoded once; each image is
+// then written, logged and timed on its own (a shared forward's time split evenly).
 void Generator::run_group(const PlanSet& s, const std::vector<size_t>& group) {
     const int todo = static_cast<int>(work_.todo.size()), n = static_cast<int>(group.size());
     const PlanImage& first = plan_.images[group.front()];
