@@ -376,6 +376,12 @@ const char* pickle_conversion_hint() {
            "if hasattr(v, 'contiguous')}, 'OUT.safetensors')\"";
 }
 
+std::shared_ptr<SafetensorsFile> open_refusing_pickle(const std::string& path, const std::string& kind) {
+    if (looks_like_pickle_checkpoint(path))
+        throw RuntimeError("'" + path + "' is a PyTorch pickle " + kind + ". " + pickle_conversion_hint());
+    return SafetensorsFile::open(path);
+}
+
 bool looks_like_pickle_checkpoint(const std::string& path) {
     int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
     if (fd < 0) return false;

@@ -306,9 +306,7 @@ double LoraGroup::scale() const {
 }
 
 LoraFile read_lora_file(const std::string& path) {
-    if (io::looks_like_pickle_checkpoint(path))
-        throw RuntimeError("'" + path + "' is a PyTorch pickle file. " + io::pickle_conversion_hint());
-    auto file = io::SafetensorsFile::open(path);
+    auto file = io::open_refusing_pickle(path, "file");
     LoraFile out;
     out.path = path;
     out.metadata = file->metadata();

@@ -46,9 +46,7 @@ namespace {
 
 std::shared_ptr<io::SafetensorsFile> open_weights(const std::string& path) {
     if (!fs::exists(path)) throw RuntimeError("model file not found: '" + path + "'");
-    if (io::looks_like_pickle_checkpoint(path))
-        throw RuntimeError("'" + path + "' is a PyTorch pickle checkpoint. " + io::pickle_conversion_hint());
-    return io::SafetensorsFile::open(path);
+    return io::open_refusing_pickle(path, "checkpoint");
 }
 
 nlohmann::json read_json_file(const fs::path& path) {

@@ -49,9 +49,7 @@ std::string pick_tensor(const io::SafetensorsFile& f, std::string& format, std::
 }  // namespace
 
 TextualInversion read_textual_inversion(const std::string& path) {
-    if (io::looks_like_pickle_checkpoint(path))
-        throw RuntimeError("'" + path + "' is a PyTorch pickle file. " + io::pickle_conversion_hint());
-    auto f = io::SafetensorsFile::open(path);
+    auto f = io::open_refusing_pickle(path, "file");
     TextualInversion e;
     e.path = path;
     std::string token;

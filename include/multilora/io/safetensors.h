@@ -78,5 +78,8 @@ void save_safetensors(const std::string& path,
 bool looks_like_pickle_checkpoint(const std::string& path);
 // What every pickle refusal says after naming the file: why, and the one-line conversion to .safetensors.
 const char* pickle_conversion_hint();
+// SafetensorsFile::open, after refusing a PyTorch pickle with RuntimeError: "'PATH' is a PyTorch pickle KIND. "
+// and the conversion hint (KIND: "file" for LoRAs and embeddings, "checkpoint" for models).
+std::shared_ptr<SafetensorsFile> open_refusing_pickle(const std::string& path, const std::string& kind);
 
 }  // namespace multilora::io
