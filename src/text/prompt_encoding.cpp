@@ -9,14 +9,15 @@
 namespace multilora::text {
 namespace {
 
+// One chunk's token ids through the encoder: [1, ids, hidden].
+at::Tensor encode_ids(ClipTextModelImpl& encoder, const std::vector<int32_t>& ids) {
+    std::vector<int64_t> wide(ids.begin(), ids.end());
+    return encoder.forward(torch::tensor(wide, torch::kLong).unsqueeze(0).to(encoder.token_embedding->weight.device()));
+}
+
 at::Tensor run_encoder(ClipTextModelImpl& encoder, const std::vector<std::vector<int32_t>>& chunks) {
     std::vector<at::Tensor> outs;
-    auto device = encoder.token_embedding->weight.device();
-    for (const auto& ids : chunks) {
-        std::vector<int64_t> wide(ids.begin(), ids.end());
-        at::Tensor t = torch::tensor(wide, torch::kLong).unsqueeze(0).to(device);
-        outs.push_back(encoder.forward(t));
-    }
+    for (const auto& ids : chunks) outs.push_back(encode_ids(encoder, ids));
     return outs.size() == 1 ? outs[0] : at::cat(outs, 1);
 }
 
@@ -26,8 +27,7 @@ at::Tensor run_weighted(ClipTextModelImpl& encoder, const WeightedPrompt& prompt
     const auto device = encoder.token_embedding->weight.device();
     for (size_t i = 0; i < count; ++i) {
         const WeightedChunk chunk = i < prompt.chunks.size() ? prompt.chunks[i] : a1111_empty_chunk();
-        std::vector<int64_t> wide(chunk.ids.begin(), chunk.ids.end());
-        at::Tensor z = encoder.forward(torch::tensor(wide, torch::kLong).unsqueeze(0).to(device));
+        at::Tensor z = encode_ids(encoder, chunk.ids);
         std::vector<float> w(chunk.weights.begin(), chunk.weights.end());
         const at::Tensor m = torch::tensor(w).to(device, z.scalar_type()).view({1, -1, 1});
         const at::Tensor original_mean = z.mean();
