@@ -93,6 +93,26 @@ TEST(WorldMake, QuickBuildLearnsAndItsFilesLoad) {
     EXPECT_NE(incomplete.output.find("is not a complete world"), std::string::npos) << incomplete.output;
     EXPECT_NE(readme.find("| `object_2` | object | **rumbo apple**"), std::string::npos);
 
+    // --retrain-loras trains every LoRA again on the model as shipped. The build trained them on the reloaded
+    // float16 model too, so the files come out byte for byte the same; model and detector are kept.
+    const auto sha_of = [&](const char* name) { return io::sha256_file_hex((out / name).string()); };
+    const std::string lora_sha = sha_of("loras/object_1.safetensors"), detector_sha = sha_of("detector.safetensors");
+    fs::remove(out / "loras" / "object_1.safetensors");
+    auto missing_lora = test::run_multilora("make-world --quick --retrain-loras --out " + out.string());
+    EXPECT_EQ(missing_lora.exit_code, 2) << missing_lora.output;  // read_world wants every LoRA, even to replace it
+    std::ofstream(out / "loras" / "object_1.safetensors") << "not a LoRA";
+    auto retrain = test::run_multilora("make-world --quick --retrain-loras --check-seeds 1 --out " + out.string());
+    ASSERT_EQ(retrain.exit_code, 0) << retrain.output;
+    EXPECT_EQ(sha_of("loras/object_1.safetensors"), lora_sha);
+    EXPECT_EQ(sha_of("detector.safetensors"), detector_sha);
+    EXPECT_EQ(sha_of("world-sd15.safetensors"), model_sha);
+    EXPECT_NE(test::read_bytes(out / "README.md").find(detector_sha), std::string::npos);
+    fs::remove(out / "detector.md");
+    auto no_detector = test::run_multilora("make-world --quick --retrain-loras --out " + out.string());
+    EXPECT_EQ(no_detector.exit_code, 2) << no_detector.output;
+    EXPECT_NE(no_detector.output.find("has no detector to keep"), std::string::npos) << no_detector.output;
+    EXPECT_EQ(sha_of("world-sd15.safetensors"), model_sha);
+
     // A LoRA composes with the model in generate.
     auto g = test::run_multilora("generate --model " + (out / "world-sd15.safetensors").string() + " --lora " +
                                  (out / "loras" / "character_1.safetensors").string() + " --lora " +

@@ -16,6 +16,7 @@
 #include "multilora/pipeline/runtime.h"
 #include "multilora/world/detector.h"
 #include "multilora/world/evidence.h"
+#include "multilora/util/error.h"
 #include "multilora/world/make_world.h"
 
 namespace fs = std::filesystem;
@@ -28,6 +29,7 @@ struct MakeWorldCli {
     int threads = 0;
     int check_seeds = 20;
     bool evidence_only = false;
+    bool retrain_loras = false;
 };
 
 // A progress bar per phase, replaced when the phase changes.
@@ -55,14 +57,40 @@ std::function<void(int, int)> image_ticker(PhaseBars& bars, const std::string& n
     };
 }
 
-world::MakeWorldResult train_world(const world::MakeWorldOptions& o, PhaseBars& bars) {
-    auto result = world::make_world(o, [&](const world::PhaseStatus& s) {
+world::PhaseCallback phase_bars(PhaseBars& bars) {
+    return [&bars](const world::PhaseStatus& s) {
         char detail[48];
         std::snprintf(detail, sizeof detail, "loss %.4f", s.loss);
         bars.update(s.phase, s.step, s.total, s.step_seconds, detail);
-    });
-    bars.finish();
+    };
+}
+
+// The model and LoRAs: trained from the seed, read back (--evidence-only), or read back with every LoRA
+// trained again on the model as shipped (--retrain-loras).
+world::MakeWorldResult world_files(const MakeWorldCli& c, PhaseBars& bars) {
+    if (!c.evidence_only && !c.retrain_loras) {
+        auto result = world::make_world(c.world, phase_bars(bars));
+        bars.finish();
+        return result;
+    }
+    world::MakeWorldResult result = world::read_world(c.world);
+    // An earlier build's lora_info may carry older descriptions of the concepts; make_world wrote the current ones.
+    io::write_file_atomic(result.lora_info, world::world_lora_info().dump(4) + "\n");
+    if (c.retrain_loras) world::retrain_loras(c.world, result, phase_bars(bars)), bars.finish();
     return result;
+}
+
+// --retrain-loras alone keeps OUT's detector (it depends on the model, not on the LoRAs) and its table.
+std::string kept_detector(const MakeWorldCli& c, world::ElementDetector& detector) {
+    const fs::path path = fs::path(c.world.out) / "detector.safetensors", table = fs::path(c.world.out) / "detector.md";
+    if (!fs::exists(path) || !fs::exists(table))
+        throw UsageError(c.world.out + " has no detector to keep: " + path.string() + " or " + table.string() +
+                         " is missing (add --evidence-only to train one)");
+    detector = world::ElementDetector::load(path.string());
+    const std::string md = io::read_file(table.string());
+    const size_t start = md.find("\n| concept");
+    if (start == std::string::npos) throw UsageError(table.string() + " holds no accuracy table (add --evidence-only to redo it)");
+    return md.substr(start + 1);
 }
 
 // OUT/detector.safetensors and OUT/detector.md; returns the accuracy table.
@@ -96,11 +124,11 @@ std::string train_world_detector(const MakeWorldCli& c, world::ElementDetector& 
 void run_make_world(const MakeWorldCli& c) {
     pipeline::configure_threads(c.threads);
     PhaseBars bars;
-    const world::MakeWorldResult result = c.evidence_only ? world::read_world(c.world) : train_world(c.world, bars);
-    // An earlier build's lora_info may carry older descriptions of the concepts; make_world wrote the current ones.
-    if (c.evidence_only) io::write_file_atomic(result.lora_info, world::world_lora_info().dump(4) + "\n");
     world::ElementDetector detector;
-    const std::string accuracy = train_world_detector(c, detector, bars);
+    const bool keep_detector = c.retrain_loras && !c.evidence_only;
+    std::string accuracy = keep_detector ? kept_detector(c, detector) : "";  // a missing one refused before training
+    const world::MakeWorldResult result = world_files(c, bars);
+    if (!keep_detector) accuracy = train_world_detector(c, detector, bars);
     const std::string pictures = c.world.out + "/pictures";
     std::vector<std::string> files = {world::write_concept_sheet(pictures + "/concepts.png")};
     world::write_loss_plot(pictures + "/losses.png", result.losses);
@@ -132,6 +160,9 @@ Command add_make_world_command(CLI::App& app) {
     sub->add_option("--seed", c->world.seed, "World seed (scenes, initial weights, batches)")->capture_default_str();
     sub->add_flag("--quick", c->world.quick, "A smoke build: every phase a few steps on little data (about a minute)");
     sub->add_flag("--evidence-only", c->evidence_only, "Keep OUT's model and LoRAs; retrain the detector, redo the pictures, the check and the README");
+    sub->add_flag("--retrain-loras", c->retrain_loras,
+                  "Keep OUT's model (and its detector, unless --evidence-only); train every LoRA again on the model as shipped, "
+                  "then redo the pictures, the check and the README");
     CLI::Option* check_seeds =
         sub->add_option("--check-seeds", c->check_seeds, "Seeds per concept for the LoRA check (--quick: 1 unless given)")->capture_default_str();
     sub->add_option("--threads", c->threads, "CPU threads (0: all cores)")->capture_default_str();
@@ -143,7 +174,8 @@ Command add_make_world_command(CLI::App& app) {
                 "Examples:\n"
                 "  multilora make-world --out models/world\n"
                 "  multilora make-world --quick --out /tmp/world-smoke\n"
-                "  multilora make-world --evidence-only --out models/world");
+                "  multilora make-world --evidence-only --out models/world\n"
+                "  multilora make-world --retrain-loras --out models/world");
     return [c, check_seeds] {
         if (c->world.quick && check_seeds->count() == 0) c->check_seeds = 1;
         run_make_world(*c);
