@@ -7,11 +7,15 @@
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
+#include <array>
+#include <cmath>
 #include <functional>
 
 #include "multilora/lora/layer_adapters.h"
+#include "multilora/models/fused_attention.h"
 #include "multilora/models/layers.h"
 #include "multilora/models/matmul_kernels.h"
+#include "multilora/pipeline/runtime.h"
 
 using namespace multilora;
 using models::set_onednn_products_enabled;
@@ -32,8 +36,10 @@ struct RouteGuard {
     bool onednn = models::onednn_products_enabled();
     lora::RowPolicy policy = lora::row_policy();
     int64_t chunk = models::attention_chunk_elements();
+    bool fused = models::fused_attention_enabled();
     ~RouteGuard() {
         set_onednn_products_enabled(onednn);
+        models::set_fused_attention_enabled(fused);
         lora::set_row_policy(policy);
         models::set_attention_chunk_elements(chunk);
     }
@@ -50,11 +56,15 @@ at::Tensor linear_ref(const at::Tensor& x, const at::Tensor& w, const at::Tensor
     return at::linear(x, w, b);
 }
 
-at::Tensor attention(int64_t nq, int64_t nk, bool onednn, int64_t chunk_rows = 0, c10::ScalarType dtype = at::kFloat) {
+// `fused`: the fused kernel (models/fused_attention.h) where the CPU has it; otherwise the grouped
+// convolutions (`onednn`) or bmm.
+at::Tensor attention(int64_t nq, int64_t nk, bool onednn, int64_t chunk_rows = 0, c10::ScalarType dtype = at::kFloat,
+                     bool fused = false) {
     const int64_t heads = 4, d = 16;
     at::Tensor q = randn({2, nq, heads * d}, 11).to(dtype), k = randn({2, nk, heads * d}, 12).to(dtype),
                v = randn({2, nk, heads * d}, 13).to(dtype);
     set_onednn_products_enabled(onednn);
+    models::set_fused_attention_enabled(fused);
     if (chunk_rows > 0) models::set_attention_chunk_elements(chunk_rows * heads * nk);
     return models::scaled_dot_product_attention(q, k, v, heads, 0.25);
 }
@@ -144,6 +154,39 @@ std::vector<RouteCase> cases() {
                                                   4, 0.25, at::Tensor());
                      }});
     }
+    // The fused kernel: 12-row tasks (tails at 4, 25, 300 rows), 128-key blocks (tails at 77 and 300 keys;
+    // 300 takes three blocks, so the online softmax rescales), head sizes padded to 16 (SD1.5's 40, 80, 160
+    // need 3, 5 and 10 registers: value passes of 3, 4+1 and 4+4+2).
+    for (const auto& size : std::vector<std::pair<int64_t, int64_t>>{{512, 512}, {300, 77}, {4, 4}, {25, 300}}) {
+        const int64_t nq = size.first, nk = size.second;
+        const std::string dims = std::to_string(nq) + "x" + std::to_string(nk);
+        t.push_back({"attention fused " + dims + " = grouped-conv route", 1e-5,
+                     [=] { return attention(nq, nk, true, 0, at::kFloat, true); }, [=] { return attention(nq, nk, true); }});
+    }
+    for (const auto& shape : std::vector<std::array<int64_t, 4>>{{8, 40, 100, 300}, {8, 80, 37, 77}, {8, 160, 13, 140}}) {
+        const int64_t heads = shape[0], d = shape[1], nq = shape[2], nk = shape[3];
+        const at::Tensor q = randn({2, nq, heads * d}, 51), k = randn({2, nk, heads * d}, 52), v = randn({2, nk, heads * d}, 53);
+        const double scale = 1.0 / std::sqrt(static_cast<double>(d));
+        const std::string dims = std::to_string(nq) + "x" + std::to_string(nk) + " d " + std::to_string(d);
+        t.push_back({"attention fused " + dims + " = softmax formula", 1e-5,
+                     [=] {
+                         models::set_fused_attention_enabled(true);
+                         return models::scaled_dot_product_attention(q, k, v, heads, scale);
+                     },
+                     [=] { return attention_formula(q, k, v, heads, scale, at::Tensor()); }});
+    }
+    // Peaked scores (inputs x4: the weights span e^±60): the running max moves between blocks and the
+    // partial sums are rescaled by factors far from 1.
+    t.push_back({"attention fused peaked scores 50x300 = softmax formula", 1e-5,
+                 [] {
+                     models::set_fused_attention_enabled(true);
+                     return models::scaled_dot_product_attention(randn({1, 50, 64}, 61) * 4, randn({1, 300, 64}, 62) * 4,
+                                                                 randn({1, 300, 64}, 63), 4, 0.25);
+                 },
+                 [] {
+                     return attention_formula(randn({1, 50, 64}, 61) * 4, randn({1, 300, 64}, 62) * 4,
+                                              randn({1, 300, 64}, 63), 4, 0.25, at::Tensor());
+                 }});
     // bf16: the grouped route where the CPU has bf16 units (else bmm), against float32; one bf16 rounding of
     // the inputs and of the scores/probabilities is ~1e-2 relative.
     t.push_back({"attention bf16 512x512 = float32 route", 2e-2,
@@ -246,7 +289,7 @@ TEST(Routes, EveryRouteMatchesItsReference) {
         }
         ++checked;
     }
-    EXPECT_EQ(checked, 32);
+    EXPECT_EQ(checked, 40);
 }
 
 // The table can fail: a perturbed reference of one case is caught at its tolerance.
@@ -271,6 +314,46 @@ TEST(Routes, OnednnRouteIsTakenForFloat32Cpu) {
     EXPECT_TRUE(models::use_grouped_attention(torch::zeros({4, 4})));
     set_onednn_products_enabled(false);
     EXPECT_FALSE(models::use_onednn_products(torch::zeros({4, 4})));
+}
+
+TEST(Routes, FusedAttentionIsTakenForFloat32CpuWithAvx512) {
+    RouteGuard guard;
+    const bool avx512 = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512dq");
+    models::set_fused_attention_enabled(true);
+    EXPECT_EQ(models::use_fused_attention(torch::zeros({4, 4})), avx512);
+    EXPECT_FALSE(models::use_fused_attention(torch::zeros({4, 4}, torch::kBFloat16)));
+    EXPECT_FALSE(models::use_fused_attention(torch::zeros({4, 4}, torch::kDouble)));
+    models::set_fused_attention_enabled(false);
+    EXPECT_FALSE(models::use_fused_attention(torch::zeros({4, 4})));
+}
+
+// MULTILORA_BLAS_PRODUCTS=1 (diffusers' kernels operation for operation) switches the fused kernel off too.
+TEST(Routes, BlasProductsVariableSwitchesOffOnednnAndFusedAttention) {
+    RouteGuard guard;
+    setenv("MULTILORA_BLAS_PRODUCTS", "1", 1);
+    pipeline::configure_cpu_kernels();
+    unsetenv("MULTILORA_BLAS_PRODUCTS");
+    EXPECT_FALSE(models::onednn_products_enabled());
+    EXPECT_FALSE(models::fused_attention_enabled());
+}
+
+// Tasks are whole rows of one head, so the fused kernel gives the same bits on any number of threads.
+TEST(Routes, FusedAttentionIsTheSameOnOneAndTwoThreads) {
+    c10::InferenceMode inference;
+    RouteGuard guard;
+    const int threads = at::get_num_threads();
+    const at::Tensor q = randn({2, 200, 320}, 71), k = randn({2, 333, 320}, 72), v = randn({2, 333, 320}, 73);
+    models::set_fused_attention_enabled(true);
+    at::set_num_threads(1);
+    const at::Tensor one = models::scaled_dot_product_attention(q, k, v, 8, 0.158);
+    at::set_num_threads(2);
+    const at::Tensor two = models::scaled_dot_product_attention(q, k, v, 8, 0.158);
+    at::set_num_threads(threads);
+    EXPECT_TRUE(torch::equal(one, two));
+    // And differs from the grouped route by rounding only (so the comparison above is not vacuous).
+    models::set_fused_attention_enabled(false);
+    const double d = rel_diff(one, models::scaled_dot_product_attention(q, k, v, 8, 0.158));
+    EXPECT_LT(d, 1e-5);
 }
 
 // The in-place softmax inside grouped_attention: with v = identity rows, the output is the attention

@@ -13,6 +13,7 @@
 #include "multilora/bench/random_model.h"
 #include "multilora/compose/registry.h"
 #include "multilora/lora/adapter_set.h"
+#include "multilora/models/fused_attention.h"
 #include "multilora/models/matmul_kernels.h"
 #include "multilora/models/unet.h"
 #include "multilora/models/vae.h"
@@ -138,6 +139,20 @@ BenchCase plain_case(const std::shared_ptr<BenchInputs>& in) {
         return time_calls(in->model.device, 1, [&](int) { method_step(*in, *method, 0); });
     };
     return c;
+}
+
+std::vector<BenchCase> attention_route_cases(const std::shared_ptr<BenchInputs>& in) {
+    if (!models::use_fused_attention(in->latents)) return {};
+    BenchCase c = plain_case(in);
+    c.meta["case"] = "none, grouped attention";
+    c.run = [run = c.run] {
+        struct Restore {
+            ~Restore() { models::set_fused_attention_enabled(true); }
+        } restore;
+        models::set_fused_attention_enabled(false);
+        return run();
+    };
+    return {c};
 }
 
 BenchCase text_encode_case(const std::shared_ptr<BenchInputs>& in) {

@@ -42,6 +42,9 @@ struct BenchInputs;
 std::shared_ptr<BenchInputs> make_bench_inputs(pipeline::StableDiffusionModel& model, int size);
 
 BenchCase plain_case(const std::shared_ptr<BenchInputs>& inputs);
+// Where attention takes the fused kernel: the plain step once more with the grouped-convolution route it
+// replaced ("none, grouped attention"), so that one run's paired ratio shows what the kernel gains.
+std::vector<BenchCase> attention_route_cases(const std::shared_ptr<BenchInputs>& inputs);
 BenchCase text_encode_case(const std::shared_ptr<BenchInputs>& inputs);
 BenchCase vae_decode_case(const std::shared_ptr<BenchInputs>& inputs);
 BenchCase vae_tiled_case(const std::shared_ptr<BenchInputs>& inputs, int tile);

@@ -123,7 +123,7 @@ int64_t weight_bytes_of(const pipeline::StableDiffusionModel& model) {
 
 std::string case_label(const json& meta) {
     std::string label = meta["case"].get<std::string>();
-    if (meta.value("kind", "") != "unet" || label == "none") return label;
+    if (meta.value("kind", "") != "unet" || meta.value("k", 0) == 0) return label;  // the plain steps
     const std::string form = meta.value("form", "lora");
     return label + (form == "lora" ? "" : " [" + form + "]") + " rank " + std::to_string(meta["rank"].get<int>()) +
            " k " + std::to_string(meta["k"].get<int>());
@@ -333,6 +333,7 @@ json run_benchmark(const BenchOptions& opt) {
 
     BenchCase none = plain_case(inputs);
     std::vector<BenchCase> cases = lora_cases(inputs, opt, dir);
+    for (BenchCase& c : attention_route_cases(inputs)) cases.push_back(std::move(c));
     std::shared_ptr<PeerProcess> peer;
     if (!opt.compare_diffusers.empty()) {
         peer = start_diffusers_peer(opt, dir, model, size, threads);
@@ -415,8 +416,8 @@ void markdown_cases(std::ostringstream& o, const json& r) {
         std::string name = c["case"].get<std::string>() + (unet && form != "lora" ? " [" + form + "]" : "");
         if (c.contains("timed_over")) name += " (per step over a schedule stretch)";
         const bool counted = c.value("flops", 0.0) > 0;
-        o << "| " << name << " | " << (unet && c["case"] != "none" ? std::to_string(c["rank"].get<int>()) : "–") << " | "
-          << (unet && c["case"] != "none" ? std::to_string(c["k"].get<int>()) : "–") << " | "
+        o << "| " << name << " | " << (unet && c["k"].get<int>() != 0 ? std::to_string(c["rank"].get<int>()) : "–") << " | "
+          << (unet && c["k"].get<int>() != 0 ? std::to_string(c["k"].get<int>()) : "–") << " | "
           << fmt("%.3f | %.3f–%.3f", c["median_s"].get<double>(), c["min_s"].get<double>(), c["max_s"].get<double>()) << " | "
           << (c.contains("first_step_median_s") ? fmt("%.3f", c["first_step_median_s"].get<double>()) : std::string("–")) << " | "
           << (counted ? fmt("%.1f | %.1f | %.0f%%", c["flops"].get<double>() / 1e9, c["gflops"].get<double>(),

@@ -5,6 +5,7 @@
 #include <cmath>
 
 #include "multilora/models/flop_tally.h"
+#include "multilora/models/fused_attention.h"
 #include "multilora/models/matmul_kernels.h"
 
 namespace multilora::models {
@@ -86,6 +87,7 @@ at::Tensor scaled_dot_product_attention(const at::Tensor& q, const at::Tensor& k
     if (flops::enabled()) flops::add(4.0 * static_cast<double>(batch * heads) * nq * nk * head_dim);
     // Training: autograd records plain ops only (no in-place softmax, no out= products, no chunks).
     const bool grad = records_grad(q) || records_grad(k) || records_grad(v);
+    if (!additive_mask && !grad && use_fused_attention(q)) return fused_attention(q, k, v, heads, scale);
     if (!additive_mask && !grad && use_grouped_attention(q)) {
         at::Tensor out = at::empty({batch, nq, width}, q.options());
         for (int64_t b = 0; b < batch; ++b)

@@ -12,6 +12,7 @@
 #include <string>
 #include <thread>
 
+#include "multilora/models/fused_attention.h"
 #include "multilora/models/matmul_kernels.h"
 
 namespace multilora::pipeline {
@@ -81,7 +82,10 @@ void configure_cpu_kernels() {
     // the first kernel. So it is only set where the CPU has the instructions.
     if (cpu_has_avx512()) setenv("ATEN_CPU_CAPABILITY", "avx512", /*overwrite=*/0);
     const char* blas = std::getenv("MULTILORA_BLAS_PRODUCTS");
-    if (blas && std::string(blas) == "1") models::set_onednn_products_enabled(false);
+    if (blas && std::string(blas) == "1") {
+        models::set_onednn_products_enabled(false);
+        models::set_fused_attention_enabled(false);
+    }
 }
 
 nlohmann::json allocator_settings() {

@@ -75,7 +75,8 @@ TORCH_MODULE(Identity);
 
 // Softmax attention over [batch, tokens, heads*dim] inputs. Queries are processed in chunks so that no
 // score matrix larger than `max_score_elements` exists at once; each query row is normalised on its own,
-// so chunking does not change the result. On the CPU in fp32 without a mask the products run as grouped
+// so chunking does not change the result. On the CPU in fp32 without a mask (and without autograd) it takes
+// the fused kernel of models/fused_attention.h where the CPU has AVX-512, else the products run as grouped
 // 1x1 convolutions (models/matmul_kernels.h), one batch element at a time; otherwise through at::bmm.
 at::Tensor scaled_dot_product_attention(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
                                         int64_t heads, double scale,

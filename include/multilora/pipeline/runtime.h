@@ -24,7 +24,7 @@ void release_free_memory();
 // on CPUs with AVX-512 F/BW/VL/DQ: libtorch 1.13 obeys the variable without checking the CPU (SIGILL).
 // Must run before the first tensor operation.
 // MULTILORA_BLAS_PRODUCTS=1 sends linear layers and attention to at::linear/at::bmm instead of oneDNN
-// (models/matmul_kernels.h), for comparisons.
+// (models/matmul_kernels.h) or the fused attention kernel (models/fused_attention.h), for comparisons.
 void configure_cpu_kernels();
 bool cpu_has_avx512();
 
