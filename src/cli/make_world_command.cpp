@@ -11,13 +11,11 @@
 #include "cli/commands.h"
 #include "cli/progress.h"
 #include "multilora/io/atomic_file.h"
-#include "multilora/io/sha256.h"
-#include "multilora/pipeline/model_loader.h"
 #include "multilora/pipeline/runtime.h"
 #include "multilora/world/detector.h"
 #include "multilora/world/evidence.h"
-#include "multilora/util/error.h"
 #include "multilora/world/make_world.h"
+#include "multilora/world/shipped_detector.h"
 
 namespace fs = std::filesystem;
 
@@ -80,55 +78,23 @@ world::MakeWorldResult world_files(const MakeWorldCli& c, PhaseBars& bars) {
     return result;
 }
 
-// --retrain-loras alone keeps OUT's detector (it depends on the model, not on the LoRAs) and its table.
-std::string kept_detector(const MakeWorldCli& c, world::ElementDetector& detector) {
-    const fs::path path = fs::path(c.world.out) / "detector.safetensors", table = fs::path(c.world.out) / "detector.md";
-    if (!fs::exists(path) || !fs::exists(table))
-        throw UsageError(c.world.out + " has no detector to keep: " + path.string() + " or " + table.string() +
-                         " is missing (add --evidence-only to train one)");
-    detector = world::ElementDetector::load(path.string());
-    const std::string md = io::read_file(table.string());
-    const size_t start = md.find("\n| concept");
-    if (start == std::string::npos) throw UsageError(table.string() + " holds no accuracy table (add --evidence-only to redo it)");
-    return md.substr(start + 1);
-}
-
-// OUT/detector.safetensors and OUT/detector.md; returns the accuracy table.
-std::string train_world_detector(const MakeWorldCli& c, world::ElementDetector& detector, PhaseBars& bars) {
-    world::DetectorTraining t;
-    int held_out = 100;
-    if (c.world.quick) t.steps = 10, t.batch = 8, held_out = 4;
-    pipeline::LoadOptions load;
-    load.model_path = (fs::path(c.world.out) / "world-sd15.safetensors").string();
-    auto sd = pipeline::load_stable_diffusion(load);
-    detector.train(t, sd.vae.get(), [&](const world::DetectorStatus& s) {
-        char detail[48];
-        std::snprintf(detail, sizeof detail, "loss %.4f", s.loss);
-        bars.update("detector", s.step, s.total, s.step_seconds, detail);
-    });
-    bars.finish();
-    // Measured as shipped: saved (float16), then read back.
-    const std::string path = (fs::path(c.world.out) / "detector.safetensors").string();
-    // The model's hash lets `evaluate --scorer world` refuse images made by another model or world.
-    detector.save(path, {{"steps", std::to_string(t.steps)}, {"seed", std::to_string(t.seed)},
-                         {"world_model_sha256", io::sha256_file_hex(load.model_path)}});
-    detector = world::ElementDetector::load(path);
-    const std::string table = world::evaluate_detector(detector, sd.vae.get(), held_out, t.seed + 1000).markdown();
-    io::write_file_atomic((fs::path(c.world.out) / "detector.md").string(),
-                          "# The world's element detector\n\n" + std::to_string(t.steps) + " steps of " + std::to_string(t.batch) +
-                              " images (seed " + std::to_string(t.seed) + "); " + std::to_string(held_out) +
-                              " held-out scenes per concept from another seed stream, half with the concept.\n\n" + table);
-    return table;
-}
-
 void run_make_world(const MakeWorldCli& c) {
     pipeline::configure_threads(c.threads);
     PhaseBars bars;
     world::ElementDetector detector;
     const bool keep_detector = c.retrain_loras && !c.evidence_only;
-    std::string accuracy = keep_detector ? kept_detector(c, detector) : "";  // a missing one refused before training
+    // --retrain-loras alone keeps OUT's detector (it depends on the model, not on the LoRAs); a missing one is
+    // refused before any training.
+    std::string accuracy = keep_detector ? world::read_shipped_detector(c.world.out, detector) : "";
     const world::MakeWorldResult result = world_files(c, bars);
-    if (!keep_detector) accuracy = train_world_detector(c, detector, bars);
+    if (!keep_detector) {
+        accuracy = world::train_shipped_detector(c.world.out, c.world.quick, detector, [&](const world::DetectorStatus& s) {
+            char detail[48];
+            std::snprintf(detail, sizeof detail, "loss %.4f", s.loss);
+            bars.update("detector", s.step, s.total, s.step_seconds, detail);
+        });
+        bars.finish();
+    }
     const std::string pictures = c.world.out + "/pictures";
     std::vector<std::string> files = {world::write_concept_sheet(pictures + "/concepts.png")};
     world::write_loss_plot(pictures + "/losses.png", result.losses);
