@@ -147,8 +147,9 @@ std::vector<BenchCase> attention_route_cases(const std::shared_ptr<BenchInputs>&
     c.meta["case"] = "none, grouped attention";
     c.run = [run = c.run] {
         struct Restore {
-            ~Restore() { models::set_fused_attention_enabled(true); }
-        } restore;
+            bool was;
+            ~Restore() { models::set_fused_attention_enabled(was); }
+        } restore{models::fused_attention_enabled()};
         models::set_fused_attention_enabled(false);
         return run();
     };

@@ -37,7 +37,8 @@ struct TaskState {
     std::vector<float> q, s, o, m, l;
     TaskState(int64_t d, int64_t dp)
         : q(kRows * d), s(kRows * kKeyBlock), o(kRows * dp), m(kRows), l(kRows) {}
-    void reset() {
+    void reset() {  // q too: a tail task's unused rows must hold zeros, not the last task's queries
+        std::fill(q.begin(), q.end(), 0.f);
         std::fill(o.begin(), o.end(), 0.f);
         std::fill(m.begin(), m.end(), -std::numeric_limits<float>::infinity());
         std::fill(l.begin(), l.end(), 0.f);
@@ -157,7 +158,6 @@ ML_AVX512 void block_values(TaskState& t, const HeadView& h, int64_t j0, int64_t
 ML_AVX512 void attend_rows(TaskState& t, const HeadView& h, const float* q, int64_t rows, int64_t ld, float scale,
                            float* out) {
     t.reset();
-    std::fill(t.q.begin(), t.q.end(), 0.f);
     for (int64_t r = 0; r < rows; ++r) std::copy(q + r * ld, q + r * ld + h.d, t.q.data() + r * h.d);
     for (int64_t j0 = 0; j0 < h.keys; j0 += kKeyBlock) {
         const int64_t valid = std::min(kKeyBlock, h.keys - j0);
