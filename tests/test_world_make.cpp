@@ -11,7 +11,10 @@
 
 #include "multilora/io/png_writer.h"
 #include "multilora/io/sha256.h"
+#include "multilora/bench/random_model.h"
+#include "multilora/io/safetensors.h"
 #include "multilora/lora/lora_file.h"
+#include "multilora/models/vae.h"
 #include "multilora/pipeline/model_loader.h"
 #include "multilora/world/world_training.h"
 #include "test_support.h"
@@ -28,7 +31,59 @@ double mean(const json& v, size_t from, size_t to) {
     return s / static_cast<double>(to - from);
 }
 
+// Every tensor of a safetensors file, by name, as float32.
+std::map<std::string, at::Tensor> read_tensors(const fs::path& path) {
+    auto file = io::SafetensorsFile::open(path.string());
+    std::map<std::string, at::Tensor> out;
+    for (const std::string& name : file->names()) out[name] = file->tensor(name, static_cast<int8_t>(at::kFloat));
+    return out;
+}
+
+bool starts_with(const std::string& s, const char* prefix) { return s.rfind(prefix, 0) == 0; }
+
+at::Tensor flat(std::vector<at::Tensor> params) {  // every parameter's values in one vector (a copy)
+    for (at::Tensor& p : params) p = p.detach().flatten();
+    return torch::cat(params);
+}
+
 }  // namespace
+
+// The decoder phase trains the decoder and post_quant_conv only: the encoder, quant_conv and the scaling
+// factor (so every latent the UNet learnt from) stay bit for bit, and the reconstruction error falls.
+TEST(WorldTraining, DecoderRefinementKeepsTheLatentSpace) {
+    c10::InferenceMode off(false);
+    models::AutoencoderKL vae(world::world_configs().vae);
+    at::Generator gen = at::make_generator<at::CPUGeneratorImpl>(5);
+    bench::fill_random_weights(*vae, gen);
+    const at::Tensor probe = world::render_batch({1, 2, 3, 4}, {0, 1, 2, -1, 0});
+    at::Tensor latents_before, encoder_before, decoder_before;
+    double error_before = 0;
+    {
+        torch::NoGradGuard no_grad;
+        latents_before = vae->encode_mean(probe);
+        error_before = at::mse_loss(vae->decode(latents_before), probe).item<double>();
+        encoder_before = torch::cat({flat(vae->encoder->parameters()), flat(vae->quant_conv->parameters())});
+        decoder_before = flat(vae->decoder->parameters());
+    }
+    const double scaling = vae->config().scaling_factor;
+    world::DecoderTraining t;
+    t.steps = 40, t.batch = 2, t.lr = 2e-3;
+    int calls = 0;
+    const auto losses = world::refine_vae_decoder(*vae, t, [&](const world::PhaseStatus& s) {
+        EXPECT_EQ(s.phase, "decoder");
+        EXPECT_EQ(s.step, ++calls);
+    });
+    ASSERT_EQ(losses.size(), 40u);
+    EXPECT_EQ(calls, 40);
+    torch::NoGradGuard no_grad;
+    // Scenes not trained on reconstruct better (seeded random weights start far off: 0.99 -> 0.51 here).
+    EXPECT_LT(at::mse_loss(vae->decode(latents_before), probe).item<double>(), 0.7 * error_before);
+    EXPECT_TRUE(torch::equal(vae->encode_mean(probe), latents_before));
+    EXPECT_TRUE(torch::equal(torch::cat({flat(vae->encoder->parameters()), flat(vae->quant_conv->parameters())}), encoder_before));
+    EXPECT_FALSE(torch::equal(flat(vae->decoder->parameters()), decoder_before));
+    EXPECT_EQ(vae->config().scaling_factor, scaling);
+    for (const auto& p : vae->parameters()) EXPECT_FALSE(p.requires_grad());
+}
 
 TEST(WorldMake, QuickBuildLearnsAndItsFilesLoad) {
     const fs::path dir = test::make_temp_dir("world");
@@ -36,13 +91,15 @@ TEST(WorldMake, QuickBuildLearnsAndItsFilesLoad) {
     auto r = test::run_multilora("make-world --quick --out " + out.string());
     ASSERT_EQ(r.exit_code, 0) << r.output;
 
-    // The VAE's and the UNet's losses fall (first ten steps against the last ten).
+    // The VAE's and the UNet's losses fall (first ten steps against the last ten); the decoder phase ran.
     const json t = json::parse(test::read_bytes(out / "training.json"));
     for (const char* phase : {"vae", "unet"}) {
         const json& l = t.at("losses").at(phase);
         ASSERT_GE(l.size(), 20u) << phase;
         EXPECT_LT(mean(l, l.size() - 10, l.size()), 0.8 * mean(l, 0, 10)) << phase;
     }
+    EXPECT_EQ(t.at("losses").at("decoder").size(), 10u);
+    EXPECT_GT(t.at("seconds").at("decoder").get<double>(), 0);
 
     // The model loads as any SD1.5 checkpoint, with the world's sizes and a measured scaling factor.
     pipeline::LoadOptions load;
@@ -112,6 +169,28 @@ TEST(WorldMake, QuickBuildLearnsAndItsFilesLoad) {
     EXPECT_EQ(no_detector.exit_code, 2) << no_detector.output;
     EXPECT_NE(no_detector.output.find("has no detector to keep"), std::string::npos) << no_detector.output;
     EXPECT_EQ(sha_of("world-sd15.safetensors"), model_sha);
+
+    // --refine-decoder trains the VAE decoder further on the model as shipped: only the decoder's and
+    // post_quant_conv's tensors change, the LoRAs stay, and the detector is trained again on the new round trips.
+    const auto before = read_tensors(out / "world-sd15.safetensors");
+    auto refine = test::run_multilora("make-world --quick --refine-decoder --check-seeds 1 --out " + out.string());
+    ASSERT_EQ(refine.exit_code, 0) << refine.output;
+    const auto after = read_tensors(out / "world-sd15.safetensors");
+    ASSERT_EQ(after.size(), before.size());
+    int changed = 0;
+    for (const auto& [name, tensor] : before) {
+        const bool decoder = starts_with(name, "first_stage_model.decoder.") || starts_with(name, "first_stage_model.post_quant_conv.");
+        const bool same = torch::equal(after.at(name), tensor);
+        if (!decoder) EXPECT_TRUE(same) << name;  // everything outside the decoder is kept bit for bit
+        changed += !same;
+    }
+    EXPECT_GT(changed, 10);
+    EXPECT_EQ(sha_of("loras/object_1.safetensors"), lora_sha);
+    EXPECT_NE(sha_of("detector.safetensors"), detector_sha);
+    EXPECT_NE(test::read_bytes(out / "README.md").find(sha_of("world-sd15.safetensors")), std::string::npos);
+    EXPECT_EQ(json::parse(test::read_bytes(out / "training.json")).at("losses").at("decoder").size(), 10u);
+    auto both = test::run_multilora("make-world --quick --refine-decoder --retrain-loras --out " + out.string());
+    EXPECT_EQ(both.exit_code, 2) << both.output;
 
     // A LoRA composes with the model in generate.
     auto g = test::run_multilora("generate --model " + (out / "world-sd15.safetensors").string() + " --lora " +

@@ -28,6 +28,7 @@ struct MakeWorldCli {
     int check_seeds = 20;
     bool evidence_only = false;
     bool retrain_loras = false;
+    bool refine_decoder = false;
 };
 
 // A progress bar per phase, replaced when the phase changes.
@@ -64,9 +65,9 @@ world::PhaseCallback phase_bars(PhaseBars& bars) {
 }
 
 // The model and LoRAs: trained from the seed, read back (--evidence-only), or read back with every LoRA
-// trained again on the model as shipped (--retrain-loras).
+// trained again on the model as shipped (--retrain-loras) or its VAE decoder trained further (--refine-decoder).
 world::MakeWorldResult world_files(const MakeWorldCli& c, PhaseBars& bars) {
-    if (!c.evidence_only && !c.retrain_loras) {
+    if (!c.evidence_only && !c.retrain_loras && !c.refine_decoder) {
         auto result = world::make_world(c.world, phase_bars(bars));
         bars.finish();
         return result;
@@ -75,6 +76,7 @@ world::MakeWorldResult world_files(const MakeWorldCli& c, PhaseBars& bars) {
     // An earlier build's lora_info may carry older descriptions of the concepts; make_world wrote the current ones.
     io::write_file_atomic(result.lora_info, world::world_lora_info().dump(4) + "\n");
     if (c.retrain_loras) world::retrain_loras(c.world, result, phase_bars(bars)), bars.finish();
+    if (c.refine_decoder) world::refine_decoder(c.world, result, phase_bars(bars)), bars.finish();
     return result;
 }
 
@@ -125,10 +127,15 @@ Command add_make_world_command(CLI::App& app) {
     sub->add_option("--out,-o", c->world.out, "Output folder")->capture_default_str();
     sub->add_option("--seed", c->world.seed, "World seed (scenes, initial weights, batches)")->capture_default_str();
     sub->add_flag("--quick", c->world.quick, "A smoke build: every phase a few steps on little data (about a minute)");
-    sub->add_flag("--evidence-only", c->evidence_only, "Keep OUT's model and LoRAs; retrain the detector, redo the pictures, the check and the README");
-    sub->add_flag("--retrain-loras", c->retrain_loras,
+    CLI::Option* evidence = sub->add_flag("--evidence-only", c->evidence_only, "Keep OUT's model and LoRAs; retrain the detector, redo the pictures, the check and the README");
+    CLI::Option* retrain = sub->add_flag("--retrain-loras", c->retrain_loras,
                   "Keep OUT's model (and its detector, unless --evidence-only); train every LoRA again on the model as shipped, "
                   "then redo the pictures, the check and the README");
+    sub->add_flag("--refine-decoder", c->refine_decoder,
+                  "Keep OUT's LoRAs and all of its model but the VAE decoder; train the decoder further (encoder frozen) "
+                  "on the model as shipped, then retrain the detector and redo the pictures, the check and the README")
+        ->excludes(retrain)
+        ->excludes(evidence);
     CLI::Option* check_seeds =
         sub->add_option("--check-seeds", c->check_seeds, "Seeds per concept for the LoRA check (--quick: 1 unless given)")->capture_default_str();
     sub->add_option("--threads", c->threads, "CPU threads (0: all cores)")->capture_default_str();
@@ -141,7 +148,8 @@ Command add_make_world_command(CLI::App& app) {
                 "  multilora make-world --out models/world\n"
                 "  multilora make-world --quick --out /tmp/world-smoke\n"
                 "  multilora make-world --evidence-only --out models/world\n"
-                "  multilora make-world --retrain-loras --out models/world");
+                "  multilora make-world --retrain-loras --out models/world\n"
+                "  multilora make-world --refine-decoder --out models/world");
     return [c, check_seeds] {
         if (c->world.quick && check_seeds->count() == 0) c->check_seeds = 1;
         run_make_world(*c);

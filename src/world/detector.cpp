@@ -22,14 +22,6 @@ constexpr int kClasses = 4;                          // none, then a category's 
 constexpr int kOutputs = kCategories * kClasses + 1;  // + the in-world logit
 constexpr const char* kFormat = "multilora-world-detector-1";
 
-// Which concept each category shows, drawn independently: half the time none (generic content).
-ConceptChoice independent_choice(Rng& rng) {
-    ConceptChoice c = kGeneric;
-    for (int k = 0; k < kCategories; ++k)
-        if (rng.chance(0.5f)) c[k] = rng.below(3);
-    return c;
-}
-
 at::Tensor labels_of(const ConceptChoice& c) {
     at::Tensor t = at::empty({kCategories}, at::kLong);
     for (int k = 0; k < kCategories; ++k) t[k] = c[k] + 1;

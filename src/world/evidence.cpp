@@ -220,9 +220,9 @@ void write_loss_plot(const std::string& path, const std::map<std::string, std::v
     for (double e = lo; e <= hi; e += 1) c.line({left, ypos(e)}, {right, ypos(e)}, 1, {0.85f, 0.85f, 0.85f});
     c.line({left, top}, {left, bottom}, 1.5f, {0, 0, 0});
     c.line({left, bottom}, {right, bottom}, 1.5f, {0, 0, 0});
-    const Rgb vae{0.85f, 0.15f, 0.1f}, unet{0.1f, 0.3f, 0.9f}, lora{0.55f, 0.55f, 0.55f};
+    const Rgb vae{0.85f, 0.15f, 0.1f}, decoder{0.95f, 0.6f, 0.05f}, unet{0.1f, 0.3f, 0.9f}, lora{0.55f, 0.55f, 0.55f};
     for (const auto& [name, v] : curves) {
-        const Rgb color = name == "vae" ? vae : name == "unet" ? unet : lora;
+        const Rgb color = name == "vae" ? vae : name == "decoder" ? decoder : name == "unet" ? unet : lora;
         const std::vector<double> s = smoothed(v);
         for (size_t i = 1; i < s.size(); ++i) {
             if (s[i - 1] <= 0 || s[i] <= 0) continue;
@@ -232,7 +232,8 @@ void write_loss_plot(const std::string& path, const std::map<std::string, std::v
     }
     batch::Canvas out(static_cast<int>(n), static_cast<int>(n));
     out.blit(0, 0, c.to_rgb8(), static_cast<int>(n), static_cast<int>(n));
-    const uint8_t black[3] = {20, 20, 20}, red[3] = {217, 38, 25}, blue[3] = {25, 77, 230}, grey[3] = {140, 140, 140};
+    const uint8_t black[3] = {20, 20, 20}, red[3] = {217, 38, 25}, orange[3] = {242, 153, 13}, blue[3] = {25, 77, 230},
+                  grey[3] = {140, 140, 140};
     for (double e = lo; e <= hi; e += 1) out.text(4, static_cast<int>(ypos(e)) - 6, "1e" + std::to_string(static_cast<int>(e)), 2, black);
     const char* ticks[] = {"0", "1/4", "1/2", "3/4", "end"};  // the font has no '%'
     for (int q = 0; q <= 4; ++q) {
@@ -240,9 +241,12 @@ void write_loss_plot(const std::string& path, const std::map<std::string, std::v
         out.text(std::min(x, static_cast<int>(n) - batch::text_width(ticks[q], 2) - 2), static_cast<int>(bottom) + 8, ticks[q], 2, black);
     }
     out.text(static_cast<int>(left), 8, "loss (smoothed) vs share of training:", 2, black);
-    out.text(static_cast<int>(left) + 10, 24, "VAE", 1, red);
-    out.text(static_cast<int>(left) + 50, 24, "UNet", 1, blue);
-    out.text(static_cast<int>(left) + 95, 24, "each concept's LoRA", 1, grey);
+    int x = static_cast<int>(left) + 10;
+    const std::pair<const char*, const uint8_t*> legend[] = {{"VAE", red}, {"VAE decoder", orange}, {"UNet", blue}, {"each concept's LoRA", grey}};
+    for (const auto& [label, colour] : legend) {
+        out.text(x, 24, label, 1, colour);
+        x += batch::text_width(label, 1) + 16;
+    }
     io::ensure_writable_dir(fs::path(path).parent_path().string());
     io::write_png(path, out.rgb.data(), out.width, out.height);
 }

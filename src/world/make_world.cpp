@@ -121,6 +121,13 @@ void train_loras(WorldModel& m, const MakeWorldOptions& o, const WorldPlan& plan
     r.seconds["loras"] = seconds_since(t0);
 }
 
+// The decoder phase on a model read back from its file; the caller saves it again.
+void refine_loaded_decoder(WorldModel& m, const WorldPlan& plan, MakeWorldResult& r, const PhaseCallback& on_step) {
+    const auto t0 = Clock::now();
+    r.losses["decoder"] = refine_vae_decoder(*m.vae, plan.decoder, on_step);
+    r.seconds["decoder"] = seconds_since(t0);
+}
+
 // Compact, losses to six decimals: fifteen LoRAs of 1000 steps would otherwise take half a megabyte of the
 // world's 30 MB.
 void write_training_json(const MakeWorldOptions& o, MakeWorldResult& r) {
@@ -154,8 +161,10 @@ WorldPlan world_plan(const MakeWorldOptions& o) {
     WorldPlan p;
     p.vae.seed = o.seed * 10 + 1;
     p.unet.seed = o.seed * 10 + 2;
+    p.decoder.seed = o.seed * 10 + 3;
     if (o.quick) {
         p.vae.steps = 30, p.vae.batch = 2;
+        p.decoder.steps = 10, p.decoder.batch = 2;
         p.unet.steps = 40, p.unet.batch = 4, p.unet.dataset = 32;
         p.lora_steps = 4, p.lora_batch = 2, p.lora_images = 4;
     }
@@ -185,9 +194,11 @@ MakeWorldResult make_world(const MakeWorldOptions& o, const PhaseCallback& on_st
     r.seconds["unet"] = seconds_since(t0);
     r.model = (fs::path(o.out) / "world-sd15.safetensors").string();
     save_model(m, r.model, o.seed);
-    // The LoRAs learn against the model as shipped (float16), as a user's train-lora would; retrain_loras
-    // then gives the same files.
+    // The decoder and the LoRAs learn on the model as shipped (float16), as refine_decoder and a user's
+    // train-lora do; refine_decoder and retrain_loras then give the same files.
     WorldModel shipped = loaded_model(r.model);
+    refine_loaded_decoder(shipped, plan, r, on_step);
+    save_model(shipped, r.model, o.seed);
     train_loras(shipped, o, plan, r, on_step);
     r.lora_info = (fs::path(o.out) / "world_lora_info.json").string();
     io::write_file_atomic(r.lora_info, world_lora_info().dump(4) + "\n");
@@ -202,6 +213,14 @@ void retrain_loras(const MakeWorldOptions& o, MakeWorldResult& r, const PhaseCal
     write_training_json(o, r);
 }
 
+void refine_decoder(const MakeWorldOptions& o, MakeWorldResult& r, const PhaseCallback& on_step) {
+    c10::InferenceMode off(false);
+    WorldModel m = loaded_model(r.model);
+    refine_loaded_decoder(m, world_plan(o), r, on_step);
+    save_model(m, r.model, o.seed);
+    write_training_json(o, r);
+}
+
 namespace {
 
 std::string settings_table(const WorldPlan& p) {
@@ -209,11 +228,26 @@ std::string settings_table(const WorldPlan& p) {
     std::snprintf(buf, sizeof buf,
                   "| phase | steps | batch | lr | other |\n| --- | --- | --- | --- | --- |\n"
                   "| VAE | %d | %d | %g | KL weight %g, fresh scenes every step |\n"
+                  "| VAE decoder (encoder frozen) | %d | %d | %g | a tenth of the lr for the last quarter, fresh multi-element scenes |\n"
                   "| UNet | %d | %d | %g | %d base scenes, caption dropout %g |\n"
                   "| each LoRA | %d | %d | %g | rank %d, alpha %d, attn+ff, %d scenes of the concept |\n",
-                  p.vae.steps, p.vae.batch, p.vae.lr, p.vae.kl_weight, p.unet.steps, p.unet.batch, p.unet.lr, p.unet.dataset,
+                  p.vae.steps, p.vae.batch, p.vae.lr, p.vae.kl_weight, p.decoder.steps, p.decoder.batch, p.decoder.lr, p.unet.steps, p.unet.batch, p.unet.lr, p.unet.dataset,
                   p.unet.caption_dropout, p.lora_steps, p.lora_batch, p.lora_lr, p.lora_rank, p.lora_rank, p.lora_images);
     return buf;
+}
+
+// "Build time: VAE 411 s, decoder 560 s, ...": the phases training.json timed (an older world has no decoder).
+std::string build_times(const MakeWorldResult& r) {
+    std::string line = "Build time:";
+    const std::pair<const char*, const char*> phases[] = {{"vae", "VAE"}, {"decoder", "decoder"}, {"unet", "UNet"}, {"loras", "LoRAs"}};
+    char part[64];
+    for (const auto& [key, label] : phases) {
+        if (!r.seconds.count(key)) continue;
+        std::snprintf(part, sizeof part, " %s %.0f s,", label, r.seconds.at(key));
+        line += part;
+    }
+    line.back() = ' ';
+    return line + "(2-core CPU).\n\n";
 }
 
 std::string concept_table() {
@@ -246,10 +280,7 @@ void write_world_readme(const MakeWorldOptions& o, const MakeWorldResult& r, con
     const WorldPlan plan = world_plan(o);
     std::string md = "# The trained world\n\nWritten by `multilora make-world --seed " + std::to_string(o.seed) +
                      (o.quick ? " --quick" : "") + "` (docs/world.md describes the scenes and the training).\n\n";
-    char times[256];
-    std::snprintf(times, sizeof times, "Build time: VAE %.0f s, UNet %.0f s, LoRAs %.0f s (2-core CPU).\n\n", r.seconds.at("vae"),
-                  r.seconds.at("unet"), r.seconds.at("loras"));
-    md += times;
+    md += build_times(r);
     md += "## Concepts\n\n" + concept_table() + "\n## Training settings\n\n" + settings_table(plan);
     md += "\n## Pictures\n\n";
     for (const std::string& p : pictures) md += "![" + fs::path(p).stem().string() + "](" + fs::relative(p, o.out).string() + ")\n\n";

@@ -79,6 +79,13 @@ float Rng::uniform(float lo, float hi) {
 
 int Rng::below(int n) { return static_cast<int>(next() % static_cast<uint64_t>(n)); }
 
+ConceptChoice independent_choice(Rng& rng) {
+    ConceptChoice c = kGeneric;
+    for (int k = 0; k < kCategories; ++k)
+        if (rng.chance(0.5f)) c[k] = rng.below(3);
+    return c;
+}
+
 SceneSpec sample_scene(uint64_t seed, const ConceptChoice& concept) {
     Rng rng(seed);
     SceneSpec s;

@@ -95,6 +95,36 @@ std::vector<double> train_vae(models::AutoencoderKLImpl& vae, const VaeTraining&
     return losses;
 }
 
+std::vector<double> refine_vae_decoder(models::AutoencoderKLImpl& vae, const DecoderTraining& t, const PhaseCallback& on_step) {
+    std::vector<at::Tensor> params = vae.decoder->parameters();
+    for (const at::Tensor& p : vae.post_quant_conv->parameters()) params.push_back(p);
+    for (auto& p : params) p.requires_grad_(true);
+    torch::optim::AdamW opt(params, torch::optim::AdamWOptions(t.lr).weight_decay(0));
+    std::vector<double> losses;
+    for (int step = 0; step < t.steps; ++step) {
+        const auto t0 = Clock::now();
+        if (step == t.steps * 3 / 4)
+            for (auto& g : opt.param_groups()) static_cast<torch::optim::AdamWOptions&>(g.options()).lr(t.lr / 10);
+        Rng rng(t.seed * 0x51ED27ull + static_cast<uint64_t>(step));
+        std::vector<at::Tensor> images;
+        for (int i = 0; i < t.batch; ++i) images.push_back(render_batch({rng.next()}, independent_choice(rng)));
+        const at::Tensor x = at::cat(images);
+        at::Tensor latents;
+        {
+            torch::NoGradGuard no_grad;
+            latents = vae.encode_mean(x);
+        }
+        opt.zero_grad();
+        at::Tensor loss = at::mse_loss(vae.decode(latents), x);
+        loss.backward();
+        opt.step();
+        losses.push_back(loss.item<double>());
+        if (on_step) on_step({"decoder", step + 1, t.steps, losses.back(), seconds_since(t0)});
+    }
+    for (auto& p : params) p.requires_grad_(false);
+    return losses;
+}
+
 namespace {
 
 // The base dataset: generic scenes, encoded once.

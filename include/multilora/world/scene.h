@@ -50,6 +50,10 @@ private:
 using ConceptChoice = std::array<int, kCategories>;
 constexpr ConceptChoice kGeneric = {-1, -1, -1, -1, -1};
 
+// Every category's concept drawn independently, each half the time (generic content otherwise): scenes with
+// several elements at once, as compositions make them (the detector's and the VAE decoder's training).
+ConceptChoice independent_choice(Rng& rng);
+
 struct SceneSpec {
     ConceptChoice concept = kGeneric;
     int body_shape = 0;      // generic creature: 0 round, 1 square, 2 pointy
