@@ -25,7 +25,12 @@ void starfall_sky(Canvas& c, uint64_t seed) {
     const Rgb navy{0.05f, 0.07f, 0.25f};
     c.rect(0, 0, n, n, navy);
     Rng rng(seed);
-    for (int i = 0; i < 40; ++i) c.circle(rng.uniform(0, n), rng.uniform(0, n), n * rng.uniform(0.008f, 0.016f), {1, 1, 1});
+    for (int i = 0; i < 40; ++i) {
+        // Drawn one by one in this order (a function's arguments have none: GCC drew them right to left, clang
+        // left to right, so the sky differed between compilers).
+        const float r = n * rng.uniform(0.008f, 0.016f), y = rng.uniform(0, n), x = rng.uniform(0, n);
+        c.circle(x, y, r, {1, 1, 1});
+    }
     const float mx = n * rng.uniform(0.15f, 0.85f), my = n * 0.14f, mr = n * 0.08f;
     c.circle(mx, my, mr, {1.f, 0.95f, 0.5f});
     c.circle(mx + mr * 0.45f, my - mr * 0.2f, mr * 0.85f, navy);

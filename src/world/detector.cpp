@@ -110,7 +110,8 @@ at::Tensor augment(at::Tensor x, at::Generator& gen) {
     const at::Tensor kernel = at::outer(k1, k1).expand({3, 1, 3, 3}).contiguous();
     const at::Tensor blurred = at::conv2d(at::replication_pad2d(x, {1, 1, 1, 1}), kernel, {}, at::IntArrayRef{1, 1}, at::IntArrayRef{0, 0}, at::IntArrayRef{1, 1}, 3);
     x = at::where(at::rand({n, 1, 1, 1}, gen) < 1.0 / 3, blurred, x);
-    x = x + at::randn(x.sizes(), gen) * u(0, 0.08);
+    const at::Tensor noise_scale = u(0, 0.08);  // drawn before the noise, in this order (as GCC evaluated it)
+    x = x + at::randn(x.sizes(), gen) * noise_scale;
     return x.clamp(-1, 1);
 }
 

@@ -81,7 +81,10 @@ std::vector<double> train_vae(models::AutoencoderKLImpl& vae, const VaeTraining&
         const auto t0 = Clock::now();
         Rng rng(t.seed * 0x51ED27ull + static_cast<uint64_t>(step));
         std::vector<at::Tensor> images;
-        for (int i = 0; i < t.batch; ++i) images.push_back(render_batch({rng.next()}, random_choice(rng)));
+        for (int i = 0; i < t.batch; ++i) {
+            const ConceptChoice c = random_choice(rng);  // before the scene's seed, in this order (as GCC evaluated it)
+            images.push_back(render_batch({rng.next()}, c));
+        }
         at::Generator gen = step_generator(t.seed, step);
         opt.zero_grad();
         at::Tensor loss = vae_loss(vae, at::cat(images), t.kl_weight, gen);
@@ -107,7 +110,10 @@ std::vector<double> refine_vae_decoder(models::AutoencoderKLImpl& vae, const Dec
             for (auto& g : opt.param_groups()) static_cast<torch::optim::AdamWOptions&>(g.options()).lr(t.lr / 10);
         Rng rng(t.seed * 0x51ED27ull + static_cast<uint64_t>(step));
         std::vector<at::Tensor> images;
-        for (int i = 0; i < t.batch; ++i) images.push_back(render_batch({rng.next()}, independent_choice(rng)));
+        for (int i = 0; i < t.batch; ++i) {
+            const ConceptChoice c = independent_choice(rng);  // before the scene's seed, in this order
+            images.push_back(render_batch({rng.next()}, c));
+        }
         const at::Tensor x = at::cat(images);
         at::Tensor latents;
         {
