@@ -9,13 +9,14 @@
 #include <nlohmann/json.hpp>
 #include <numeric>
 
-#include "multilora/io/png_writer.h"
-#include "multilora/io/sha256.h"
 #include "multilora/bench/random_model.h"
+#include "multilora/io/png_writer.h"
 #include "multilora/io/safetensors.h"
+#include "multilora/io/sha256.h"
 #include "multilora/lora/lora_file.h"
 #include "multilora/models/vae.h"
 #include "multilora/pipeline/model_loader.h"
+#include "multilora/util/strings.h"
 #include "multilora/world/world_training.h"
 #include "test_support.h"
 
@@ -38,8 +39,6 @@ std::map<std::string, at::Tensor> read_tensors(const fs::path& path) {
     for (const std::string& name : file->names()) out[name] = file->tensor(name, static_cast<int8_t>(at::kFloat));
     return out;
 }
-
-bool starts_with(const std::string& s, const char* prefix) { return s.rfind(prefix, 0) == 0; }
 
 at::Tensor flat(std::vector<at::Tensor> params) {  // every parameter's values in one vector (a copy)
     for (at::Tensor& p : params) p = p.detach().flatten();

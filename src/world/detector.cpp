@@ -10,6 +10,7 @@
 #include "multilora/models/weight_loading.h"
 #include "multilora/train/diffusion_objective.h"
 #include "multilora/train/image_folder.h"
+#include "multilora/train/learning_rate.h"
 #include "multilora/util/clock.h"
 #include "multilora/util/error.h"
 #include "multilora/world/world_training.h"
@@ -184,8 +185,7 @@ std::vector<double> ElementDetector::train(const DetectorTraining& t, models::Au
     for (int step = 0; step < t.steps; ++step) {
         const auto t0 = std::chrono::steady_clock::now();
         // The last quarter at a tenth of the rate: the heads settle on the hard cases (VAE blur, pastelle).
-        if (step == t.steps * 3 / 4)
-            for (auto& g : opt.param_groups()) static_cast<torch::optim::AdamWOptions&>(g.options()).lr(t.lr / 10);
+        train::tenth_rate_for_last_quarter(opt, t.lr, step, t.steps);
         at::Generator gen = train::step_generator(t.seed, step);
         const Batch b = training_batch(t, step, vae, gen);
         opt.zero_grad();

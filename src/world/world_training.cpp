@@ -8,6 +8,7 @@
 #include "multilora/models/vae.h"
 #include "multilora/train/diffusion_objective.h"
 #include "multilora/train/image_folder.h"
+#include "multilora/train/learning_rate.h"
 #include "multilora/util/clock.h"
 
 namespace multilora::world {
@@ -73,21 +74,32 @@ at::Tensor render_batch(const std::vector<uint64_t>& seeds, const ConceptChoice&
     return at::stack(images);
 }
 
+namespace {
+
+// A training step's scenes: `batch` renders, each of a choice drawn by `choose` and then its scene seed, in
+// that order (a statement each, so the draws do not depend on the compiler's argument order).
+at::Tensor step_scenes(uint64_t seed, int step, int batch, ConceptChoice (*choose)(Rng&)) {
+    Rng rng(seed * 0x51ED27ull + static_cast<uint64_t>(step));
+    std::vector<at::Tensor> images;
+    for (int i = 0; i < batch; ++i) {
+        const ConceptChoice c = choose(rng);
+        images.push_back(render_batch({rng.next()}, c));
+    }
+    return at::cat(images);
+}
+
+}  // namespace
+
 std::vector<double> train_vae(models::AutoencoderKLImpl& vae, const VaeTraining& t, const PhaseCallback& on_step) {
     for (auto& p : vae.parameters()) p.requires_grad_(true);
     torch::optim::AdamW opt(vae.parameters(), torch::optim::AdamWOptions(t.lr).weight_decay(0));
     std::vector<double> losses;
     for (int step = 0; step < t.steps; ++step) {
         const auto t0 = Clock::now();
-        Rng rng(t.seed * 0x51ED27ull + static_cast<uint64_t>(step));
-        std::vector<at::Tensor> images;
-        for (int i = 0; i < t.batch; ++i) {
-            const ConceptChoice c = random_choice(rng);  // before the scene's seed, in this order (as GCC evaluated it)
-            images.push_back(render_batch({rng.next()}, c));
-        }
+        const at::Tensor x = step_scenes(t.seed, step, t.batch, random_choice);
         at::Generator gen = step_generator(t.seed, step);
         opt.zero_grad();
-        at::Tensor loss = vae_loss(vae, at::cat(images), t.kl_weight, gen);
+        at::Tensor loss = vae_loss(vae, x, t.kl_weight, gen);
         loss.backward();
         opt.step();
         losses.push_back(loss.item<double>());
@@ -106,15 +118,8 @@ std::vector<double> refine_vae_decoder(models::AutoencoderKLImpl& vae, const Dec
     std::vector<double> losses;
     for (int step = 0; step < t.steps; ++step) {
         const auto t0 = Clock::now();
-        if (step == t.steps * 3 / 4)
-            for (auto& g : opt.param_groups()) static_cast<torch::optim::AdamWOptions&>(g.options()).lr(t.lr / 10);
-        Rng rng(t.seed * 0x51ED27ull + static_cast<uint64_t>(step));
-        std::vector<at::Tensor> images;
-        for (int i = 0; i < t.batch; ++i) {
-            const ConceptChoice c = independent_choice(rng);  // before the scene's seed, in this order
-            images.push_back(render_batch({rng.next()}, c));
-        }
-        const at::Tensor x = at::cat(images);
+        train::tenth_rate_for_last_quarter(opt, t.lr, step, t.steps);
+        const at::Tensor x = step_scenes(t.seed, step, t.batch, independent_choice);
         at::Tensor latents;
         {
             torch::NoGradGuard no_grad;
