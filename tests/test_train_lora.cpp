@@ -14,6 +14,7 @@
 #include "multilora/sampling/scheduler.h"
 #include "multilora/train/diffusion_objective.h"
 #include "multilora/train/image_folder.h"
+#include "multilora/train/learning_rate.h"
 #include "multilora/train/lora_training.h"
 #include "multilora/util/error.h"
 #include "multilora/world/scene.h"
@@ -163,6 +164,86 @@ TEST(TrainLora, ResumeGivesTheUninterruptedResult) {
     EXPECT_THROW(train::train_lora(o, nullptr), UsageError);
 }
 
+// diffusers' get_cosine_schedule_with_warmup with no warm-up (kohya's "cosine"): lr·½·(1 + cos(π·s/S)),
+// worked by hand for S = 4: 1, (1 + √½)/2 = 0.8535534, ½, (1 − √½)/2 = 0.1464466.
+TEST(TrainLoraSchedule, CosineRatesWorkedByHand) {
+    using train::LrScheduler;
+    const double expected[] = {1.0, 0.8535533905932737, 0.5, 0.14644660940672627};
+    for (int step = 0; step < 4; ++step) {
+        EXPECT_NEAR(train::scheduled_rate(LrScheduler::Cosine, 2e-3, step, 4), 2e-3 * expected[step], 1e-15) << step;
+        EXPECT_EQ(train::scheduled_rate(LrScheduler::Constant, 2e-3, step, 4), 2e-3) << step;
+    }
+    EXPECT_EQ(train::parse_lr_scheduler("cosine"), LrScheduler::Cosine);
+    EXPECT_STREQ(train::lr_scheduler_name(train::parse_lr_scheduler("constant")), "constant");
+    try {
+        train::parse_lr_scheduler("linear");
+        ADD_FAILURE() << "linear accepted";
+    } catch (const UsageError& e) {
+        EXPECT_NE(std::string(e.what()).find("constant or cosine"), std::string::npos) << e.what();
+    }
+}
+
+// The noise offset against the objective written out: the same generator's draws (timesteps, noise, then
+// the [b, c, 1, 1] offsets) give the same loss; offset 0 draws nothing more and is the plain objective.
+TEST(TrainLoraSchedule, NoiseOffsetIsKohyasFormula) {
+    auto model = compose_test::load_tiny();
+    torch::NoGradGuard ng;
+    const train::DiffusionObjective obj(sampling::training_alphas_cumprod(model.scheduler_config));
+    at::Generator data_gen = at::make_generator<at::CPUGeneratorImpl>(3);
+    const at::Tensor z = at::randn({2, 4, 8, 8}, data_gen);
+    const at::Tensor ctx = text::encode_prompts(*model.tokenizer, *model.text_encoder, "zorp", "", text::LongPromptMode::Truncate)
+                               .cond.repeat({2, 1, 1});
+    auto by_hand = [&](double offset) {
+        at::Generator g = at::make_generator<at::CPUGeneratorImpl>(41);
+        const at::Tensor t = at::randint(0, obj.num_timesteps(), {2}, g, at::TensorOptions().dtype(at::kLong));
+        at::Tensor noise = at::randn(z.sizes(), g);
+        if (offset > 0) noise = noise + offset * at::randn({2, 4, 1, 1}, g);
+        return at::mse_loss(model.unet->forward(obj.add_noise(z, noise, t), t, ctx), noise).item<double>();
+    };
+    auto objective = [&](double offset) {
+        at::Generator g = at::make_generator<at::CPUGeneratorImpl>(41);
+        return obj.loss(*model.unet, z, ctx, g, offset).item<double>();
+    };
+    EXPECT_EQ(objective(0.1), by_hand(0.1));
+    EXPECT_EQ(objective(0), by_hand(0));
+    EXPECT_NE(objective(0.1), objective(0));  // the offset is not vacuous
+}
+
+// --lr-scheduler cosine and --noise-offset: each changes the trained file, is recorded in kohya's metadata
+// (and only when set), and a resumed cosine run gives the uninterrupted file.
+TEST(TrainLora, ScheduleAndNoiseOffsetAreUsedRecordedAndResumable) {
+    const fs::path dir = test::make_temp_dir("train");
+    write_dataset(dir / "data", 3);
+    train::TrainLoraOptions o = small_options(dir);
+    train::train_lora(o, nullptr);
+    const std::string plain = file_bytes(o.out);
+    auto meta = [&] { return io::SafetensorsFile::open(o.out)->metadata(); };
+    EXPECT_EQ(meta().count("ss_lr_scheduler"), 0u);
+    EXPECT_EQ(meta().count("ss_noise_offset"), 0u);
+    o.noise_offset = 0.1;
+    fs::remove(o.out);
+    train::train_lora(o, nullptr);
+    EXPECT_NE(file_bytes(o.out), plain);
+    EXPECT_EQ(std::stod(meta().at("ss_noise_offset")), 0.1);
+    o.noise_offset = 0;
+    o.lr_scheduler = train::LrScheduler::Cosine;
+    o.checkpoint_every = 3;
+    fs::remove(o.out);
+    train::train_lora(o, nullptr);
+    const std::string cosine = file_bytes(o.out);
+    EXPECT_NE(cosine, plain);
+    EXPECT_EQ(meta().at("ss_lr_scheduler"), "cosine");
+    fs::remove(o.out);
+    struct Stop {};
+    EXPECT_THROW(train::train_lora(o, [](const train::TrainStatus& s) {
+                     if (s.step == 4) throw Stop{};
+                 }),
+                 Stop);
+    o.resume = true;
+    EXPECT_EQ(train::train_lora(o, nullptr).resumed_at, 3);
+    EXPECT_EQ(file_bytes(o.out), cosine);
+}
+
 TEST(TrainLoraData, BadDatasetsGetClearErrors) {
     const fs::path dir = test::make_temp_dir("train");
     auto expect_error = [](const fs::path& data, const std::string& part) {
@@ -222,4 +303,11 @@ TEST(TrainLoraCli, WritesTheFileAndRefusesBadInput) {
     auto targets = test::run_multilora("train-lora --model " + model + " --data " + (dir / "data").string() +
                                        " --targets everything --out " + (dir / "y.safetensors").string());
     EXPECT_EQ(targets.exit_code, 2);
+    for (const std::string& bad_option : {"--lr-scheduler linear", "--noise-offset 2"}) {
+        auto refused = test::run_multilora("train-lora --model " + model + " --data " + (dir / "data").string() + " " +
+                                           bad_option + " --out " + (dir / "z.safetensors").string());
+        EXPECT_EQ(refused.exit_code, 2) << bad_option << "\n" << refused.output;
+        EXPECT_NE(refused.output.find(bad_option.substr(0, bad_option.find(' '))), std::string::npos) << refused.output;
+        EXPECT_FALSE(fs::exists(dir / "z.safetensors"));
+    }
 }

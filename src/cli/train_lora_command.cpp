@@ -26,13 +26,14 @@ constexpr const char* kFooter =
     "Examples:\n"
     "  multilora train-lora --model models/tiny-sd15.safetensors --data my_images --trigger zorp --out zorp.safetensors\n"
     "  multilora train-lora --model sd15.safetensors --data data --rank 16 --alpha 8 --steps 2000 --lr 1e-4 \\\n"
-    "      --targets attn+ff --batch-size 4 --out style.safetensors --resume";
+    "      --lr-scheduler cosine --noise-offset 0.05 --targets attn+ff --batch-size 4 --out style.safetensors --resume";
 
 }  // namespace
 
 Command add_train_lora_command(CLI::App& app) {
     auto o = std::make_shared<train::TrainLoraOptions>();
     auto targets = std::make_shared<std::string>("attn");
+    auto scheduler = std::make_shared<std::string>("constant");
     auto overwrite = std::make_shared<bool>(false);
     auto threads = std::make_shared<int>(0);
     CLI::App* sub = app.add_subcommand("train-lora", "Train a LoRA (kohya format) on a folder of captioned images");
@@ -44,6 +45,11 @@ Command add_train_lora_command(CLI::App& app) {
     sub->add_option("--alpha", o->alpha, "LoRA alpha (0: equal to the rank)")->capture_default_str();
     sub->add_option("--steps", o->steps, "Optimizer steps")->capture_default_str();
     sub->add_option("--lr", o->lr, "AdamW learning rate")->capture_default_str();
+    sub->add_option("--lr-scheduler", *scheduler, "constant, or cosine (from --lr down to 0, no warm-up)")->capture_default_str();
+    sub->add_option("--noise-offset", o->noise_offset,
+                    "kohya's noise offset: a per-channel constant added to the noise (0.05-0.1 helps a LoRA shift "
+                    "overall colour or brightness; 0: off)")
+        ->capture_default_str();
     sub->add_option("--batch-size", o->batch_size, "Images per step")->capture_default_str();
     sub->add_option("--targets", *targets, "Layers to train: attn, attn+ff or all")->capture_default_str();
     sub->add_option("--seed", o->seed, "Seed (initial factors, batches, timesteps, noise)")->capture_default_str();
@@ -53,8 +59,9 @@ Command add_train_lora_command(CLI::App& app) {
     sub->add_option("--threads", *threads, "CPU threads (0: all cores)")->capture_default_str();
     sub->add_flag("--overwrite", *overwrite, "Replace an existing OUT");
     sub->footer(kFooter);
-    return [o, targets, overwrite, threads] {
+    return [o, targets, scheduler, overwrite, threads] {
         o->targets = train::parse_lora_targets(*targets);
+        o->lr_scheduler = train::parse_lr_scheduler(*scheduler);
         pipeline::configure_threads(*threads);
         if (std::filesystem::exists(o->out) && !*overwrite)
             throw UsageError(o->out + " exists (use --overwrite to replace it)");

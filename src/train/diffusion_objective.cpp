@@ -18,9 +18,11 @@ at::Tensor DiffusionObjective::add_noise(const at::Tensor& x0, const at::Tensor&
 }
 
 at::Tensor DiffusionObjective::loss(models::UNet2DConditionModelImpl& unet, const at::Tensor& latents,
-                                    const at::Tensor& context, at::Generator& gen) const {
+                                    const at::Tensor& context, at::Generator& gen, double noise_offset) const {
     at::Tensor t = at::randint(0, num_timesteps(), {latents.size(0)}, gen, at::TensorOptions().dtype(at::kLong));
     at::Tensor noise = at::randn(latents.sizes(), gen, latents.options());
+    if (noise_offset > 0)
+        noise = noise + noise_offset * at::randn({latents.size(0), latents.size(1), 1, 1}, gen, latents.options());
     at::Tensor predicted = unet.forward(add_noise(latents, noise, t), t, context);
     return at::mse_loss(predicted, noise);
 }

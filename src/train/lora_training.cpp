@@ -26,6 +26,7 @@ void check_options(const TrainLoraOptions& o) {
     if (!(o.lr > 0)) throw UsageError("--lr must be positive");
     if (o.batch_size < 1) throw UsageError("--batch-size must be at least 1");
     if (o.alpha < 0) throw UsageError("--alpha must not be negative");
+    if (!(o.noise_offset >= 0 && o.noise_offset <= 1)) throw UsageError("--noise-offset must be between 0 and 1");
     if (o.checkpoint_every < 0) throw UsageError("--checkpoint-every must not be negative");
     if (fs::path(o.out).extension() != ".safetensors") throw UsageError("--out must end in .safetensors");
     // Before any work: a folder that cannot take the file fails now, not after training.
@@ -64,7 +65,8 @@ EncodedData encode_data(pipeline::StableDiffusionModel& m, const ImageFolder& fo
 std::string options_fingerprint(const TrainLoraOptions& o, size_t examples) {
     return "rank=" + std::to_string(o.rank) + ";alpha=" + std::to_string(o.alpha) + ";targets=" +
            lora_targets_name(o.targets) + ";batch=" + std::to_string(o.batch_size) + ";lr=" + std::to_string(o.lr) +
-           ";seed=" + std::to_string(o.seed) + ";steps=" + std::to_string(o.steps) + ";examples=" + std::to_string(examples);
+           ";seed=" + std::to_string(o.seed) + ";steps=" + std::to_string(o.steps) + ";examples=" + std::to_string(examples) +
+           ";lr_scheduler=" + lr_scheduler_name(o.lr_scheduler) + ";noise_offset=" + std::to_string(o.noise_offset);
 }
 
 struct Checkpoint {
@@ -107,7 +109,7 @@ struct Checkpoint {
 };
 
 double train_step(models::UNet2DConditionModelImpl& unet, const DiffusionObjective& objective, const EncodedData& d,
-                  int batch, at::Generator& gen, torch::optim::Optimizer& opt) {
+                  int batch, double noise_offset, at::Generator& gen, torch::optim::Optimizer& opt) {
     at::Tensor picks = at::randint(0, static_cast<int64_t>(d.latents.size()), {batch}, gen, at::kLong);
     std::vector<at::Tensor> latents, contexts;
     for (int64_t i = 0; i < batch; ++i) {
@@ -115,10 +117,23 @@ double train_step(models::UNet2DConditionModelImpl& unet, const DiffusionObjecti
         latents.push_back(d.latents[k]), contexts.push_back(d.contexts[k]);
     }
     opt.zero_grad();
-    at::Tensor loss = objective.loss(unet, at::cat(latents), at::cat(contexts), gen);
+    at::Tensor loss = objective.loss(unet, at::cat(latents), at::cat(contexts), gen, noise_offset);
     loss.backward();
     opt.step();
     return loss.item<double>();
+}
+
+// kohya's ss_ names where kohya has one; the schedule and the noise offset only where they are not the
+// defaults (files trained without them stay as they were).
+std::map<std::string, std::string> lora_metadata(const TrainLoraOptions& o) {
+    std::map<std::string, std::string> m = {{"ss_output_name", fs::path(o.out).stem().string()},
+                                            {"ss_steps", std::to_string(o.steps)},
+                                            {"ss_learning_rate", std::to_string(o.lr)},
+                                            {"multilora.trigger", o.trigger},
+                                            {"multilora.targets", lora_targets_name(o.targets)}};
+    if (o.lr_scheduler != LrScheduler::Constant) m["ss_lr_scheduler"] = lr_scheduler_name(o.lr_scheduler);
+    if (o.noise_offset > 0) m["ss_noise_offset"] = std::to_string(o.noise_offset);
+    return m;
 }
 
 TrainStatus status_after(const TrainLoraResult& r, int total, std::chrono::steady_clock::time_point t0) {
@@ -166,18 +181,14 @@ TrainLoraResult train_lora_on(models::UNet2DConditionModelImpl& unet, const at::
     result.resumed_at = static_cast<int>(result.losses.size());
     for (int step = result.resumed_at; step < o.steps; ++step) {
         const auto t0 = std::chrono::steady_clock::now();
+        set_learning_rate(opt, scheduled_rate(o.lr_scheduler, o.lr, step, o.steps));
         at::Generator gen = step_generator(o.seed, step);
-        result.losses.push_back(train_step(unet, objective, data, o.batch_size, gen, opt));
+        result.losses.push_back(train_step(unet, objective, data, o.batch_size, o.noise_offset, gen, opt));
         if (o.checkpoint_every > 0 && (step + 1) % o.checkpoint_every == 0 && step + 1 < o.steps)
             ckpt.save(lora, opt, result.losses);
         if (on_step) on_step(status_after(result, o.steps, t0));
     }
-    lora.save_kohya(o.out, {{"ss_output_name", fs::path(o.out).stem().string()},
-                            {"ss_steps", std::to_string(o.steps)},
-                            {"ss_learning_rate", std::to_string(o.lr)},
-                            {"multilora.trigger", o.trigger},
-                            {"multilora.targets", lora_targets_name(o.targets)}},
-                    o.half);
+    lora.save_kohya(o.out, lora_metadata(o), o.half);
     fs::remove(ckpt.path);
     result.path = o.out;
     return result;

@@ -29,9 +29,11 @@ public:
     at::Tensor add_noise(const at::Tensor& x0, const at::Tensor& noise, const at::Tensor& timesteps) const;
 
     // One batch's loss. Timesteps and noise are drawn from `generator` (timesteps first, then noise), so
-    // a run reseeded per step replays exactly.
+    // a run reseeded per step replays exactly. `noise_offset` > 0: kohya's --noise_offset, a per-image,
+    // per-channel constant offset·N(0, 1) added to the noise (drawn after it), which lets a model shift an
+    // image's mean colour (the all-over palette of a style) that the plain objective barely teaches.
     at::Tensor loss(models::UNet2DConditionModelImpl& unet, const at::Tensor& latents, const at::Tensor& context,
-                    at::Generator& generator) const;
+                    at::Generator& generator, double noise_offset = 0) const;
 
     int64_t num_timesteps() const { return alphas_cumprod_.size(0); }
 

@@ -8,6 +8,7 @@
 #include <string>
 #include <vector>
 
+#include "multilora/train/learning_rate.h"
 #include "multilora/train/trainable_lora.h"
 
 namespace multilora::models {
@@ -25,6 +26,8 @@ struct TrainLoraOptions {
     double alpha = 0;     // 0: alpha = rank
     int steps = 500;
     double lr = 1e-4;
+    LrScheduler lr_scheduler = LrScheduler::Constant;
+    double noise_offset = 0;  // kohya's --noise_offset (train/diffusion_objective.h); 0: off
     int batch_size = 1;
     LoraTargets targets = LoraTargets::Attn;
     uint64_t seed = 0;
