@@ -214,9 +214,10 @@ json timed_rounds(RoundRunner& runner, BenchCase& none, std::vector<BenchCase>& 
 // The plain step of round r: the mean of the plain steps before and after it.
 double plain_around(const BenchCase& none, size_t r) { return 0.5 * (none.times[r] + none.times[r + 1]); }
 
-json paired_ratio(const BenchCase& c, const std::function<double(size_t)>& denominator) {
+// The per-round ratios numerator(r) / denominator(r) over `rounds` rounds, summarised.
+json paired_ratio(size_t rounds, const std::function<double(size_t)>& numerator, const std::function<double(size_t)>& denominator) {
     std::vector<double> r;
-    for (size_t i = 0; i < c.times.size(); ++i) r.push_back(c.times[i] / denominator(i));
+    for (size_t i = 0; i < rounds; ++i) r.push_back(numerator(i) / denominator(i));
     return ratio_stats(r);
 }
 
@@ -228,16 +229,15 @@ json paired_ratios(const BenchCase& none, const std::vector<BenchCase>& cases, b
     for (const BenchCase& c : cases) {
         const json& m = c.meta;
         if (m["kind"] == "peer") {
-            std::vector<double> r;
-            for (size_t i = 0; i < c.times.size(); ++i) r.push_back(plain_around(none, i) / c.times[i]);
-            json q = ratio_stats(r);
+            json q = paired_ratio(c.times.size(), [&](size_t i) { return plain_around(none, i); }, [&](size_t i) { return c.times[i]; });
             q.update({{"case", "none"}, {"against", m["case"]}, {"form", "lora"}, {"rank", 0}, {"k", 0}});
             ratios.push_back(q);
             continue;
         }
         if (m["kind"] != "unet") continue;
         const int rows = m["rows"].get<int>(), k = m["k"].get<int>();
-        json q = paired_ratio(c, [&](size_t i) { return rows * plain_around(none, i); });
+        const auto own = [&](size_t i) { return c.times[i]; };
+        json q = paired_ratio(c.times.size(), own, [&](size_t i) { return rows * plain_around(none, i); });
         q.update({{"case", m["case"]}, {"form", m["form"]}, {"rank", m["rank"]}, {"k", k},
                   {"against", rows == 1 ? "none" : rows == k ? "k x none" : std::to_string(rows) + " x none"}});
         auto target = ratio_targets().find(m["case"].get<std::string>());
@@ -250,7 +250,7 @@ json paired_ratios(const BenchCase& none, const std::vector<BenchCase>& cases, b
         for (const BenchCase& base : cases)
             if (base.meta["kind"] == "unet" && base.meta["form"] == "lora" && base.meta["case"] == m["case"] &&
                 base.meta["rank"] == m["rank"] && base.meta["k"] == m["k"]) {
-                json f = paired_ratio(c, [&](size_t i) { return base.times[i]; });
+                json f = paired_ratio(c.times.size(), own, [&](size_t i) { return base.times[i]; });
                 f.update({{"case", m["case"]}, {"form", m["form"]}, {"rank", m["rank"]}, {"k", k}, {"against", "lora"}});
                 ratios.push_back(f);
             }
