@@ -138,6 +138,22 @@ TEST(EvalWorld, BootstrapIntervals) {
     EXPECT_EQ(multilora::eval::bootstrap_interval(units, 300, 9), multilora::eval::bootstrap_interval(units, 300, 9));
 }
 
+// Worked by hand: sets {0, 1}, {1, 1}, {0, 0} have means 1/2, 1, 0 (sample variance 1/4) and within-set sample
+// variances 1/2, 0, 0 (mean 1/6), 2 values each, so the between-set component is 1/4 - (1/6)/2 = 1/6 and the
+// half-widths are 1.96·√((1/4)/3) = 0.565803 as run and 1.96·√((1/6)/3) = 0.461976 with unlimited seeds. Sets
+// {0, 1} twice differ only by seed: unlimited seeds leave nothing. One set, or no set of two values: NaN.
+TEST(EvalWorld, SeedLimitWorkedByHand) {
+    auto limit = multilora::eval::seed_limit({{0.0, 1.0}, {1.0, 1.0}, {0.0, 0.0}});
+    EXPECT_NEAR(limit.half_width, 1.96 * std::sqrt(0.25 / 3), 1e-12);
+    EXPECT_NEAR(limit.unlimited_seeds, 1.96 * std::sqrt((1.0 / 6) / 3), 1e-12);
+    EXPECT_NEAR(limit.half_width, 0.565803, 1e-6);
+    EXPECT_NEAR(limit.unlimited_seeds, 0.461976, 1e-6);
+    limit = multilora::eval::seed_limit({{0.0, 1.0}, {0.0, 1.0}});
+    EXPECT_EQ(limit.unlimited_seeds, 0.0);
+    EXPECT_TRUE(std::isnan(multilora::eval::seed_limit({{0.0, 1.0}}).unlimited_seeds));
+    EXPECT_TRUE(std::isnan(multilora::eval::seed_limit({{0.0}, {1.0}}).unlimited_seeds));
+}
+
 // Every per-image verdict equals the detector's own verdict on that PNG (a second code path: one image at a
 // time from the decoded file), the figures are the image-level means, and the renders' ground truth is met.
 TEST(EvalWorld, VerdictsFiguresAndGroundTruth) {
@@ -184,6 +200,9 @@ TEST(EvalWorld, VerdictsFiguresAndGroundTruth) {
         EXPECT_EQ((*g)["images"], v.size());
         EXPECT_LE((*g)["recall"]["ci95"][0].get<double>(), 100 * mean + 1e-9);
         EXPECT_GE((*g)["recall"]["ci95"][1].get<double>(), 100 * mean - 1e-9);
+        // k = 2: two sets of two seeds, so the seed limit is known; k = 3 has a single set, so it is not.
+        if (key.first == 2) EXPECT_GE((*g)["recall"].value("half_width_unlimited_seeds", -1.0), 0.0);
+        else EXPECT_FALSE((*g)["recall"].contains("half_width_unlimited_seeds"));
     }
     ASSERT_EQ(w["typical"].size(), 2u);  // k = 2 and k = 3
     EXPECT_TRUE(fs::exists(run / "eval" / w["typical"][0]["sheet"].get<std::string>()));
@@ -191,6 +210,8 @@ TEST(EvalWorld, VerdictsFiguresAndGroundTruth) {
     const std::string md = multilora::test::read_text(run / "eval" / "summary.md");
     EXPECT_NE(md.find("## World scorer"), std::string::npos);
     EXPECT_NE(md.find("| world | 2 | merge | 4 |"), std::string::npos) << md;
+    EXPECT_NE(md.find("### What more seeds would do"), std::string::npos) << md;
+    EXPECT_NE(md.find("- world, k = 2: merge ±"), std::string::npos) << md;
 
     // report.html in headless Chromium: no console message, the plot and both typical sheets load, the tables show.
     const auto page = multilora::test::check_page(run / "eval" / "report.html");
@@ -198,7 +219,7 @@ TEST(EvalWorld, VerdictsFiguresAndGroundTruth) {
     EXPECT_TRUE(page.console.empty()) << page.console.front();
     EXPECT_EQ(page.images, 3);
     EXPECT_TRUE(page.broken_images.empty()) << page.broken_images.front();
-    for (const char* id : {"world-recall", "world-table", "world-wtl"})
+    for (const char* id : {"world-recall", "world-table", "world-seed-limit", "world-wtl"})
         EXPECT_NE(std::find(page.ids.begin(), page.ids.end(), id), page.ids.end()) << id;
     EXPECT_NE(page.text.find("Typical set at k = 3"), std::string::npos) << page.text;
 }

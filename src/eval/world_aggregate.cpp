@@ -38,6 +38,33 @@ std::pair<double, double> bootstrap_interval(const std::vector<std::vector<doubl
     return {percentile(0.025), percentile(0.975)};
 }
 
+SeedLimit seed_limit(const std::vector<std::vector<double>>& units) {
+    const double nan = std::numeric_limits<double>::quiet_NaN();
+    std::vector<double> means;
+    double within = 0, values = 0;
+    int with_two = 0;
+    for (const auto& unit : units) {
+        if (unit.empty()) continue;
+        double m = 0;
+        for (double x : unit) m += x / unit.size();
+        means.push_back(m);
+        values += unit.size();
+        if (unit.size() < 2) continue;
+        double ss = 0;
+        for (double x : unit) ss += (x - m) * (x - m);
+        within += ss / (unit.size() - 1);
+        ++with_two;
+    }
+    if (means.size() < 2 || with_two == 0) return {nan, nan};
+    const double sets = static_cast<double>(means.size());
+    double grand = 0, between = 0;
+    for (double m : means) grand += m / sets;
+    for (double m : means) between += (m - grand) * (m - grand) / (sets - 1);
+    within /= with_two;
+    const double component = std::max(0.0, between - within / (values / sets));
+    return {1.96 * std::sqrt(between / sets), 1.96 * std::sqrt(component / sets)};
+}
+
 double pearson(const std::vector<double>& x, const std::vector<double>& y) {
     const size_t n = std::min(x.size(), y.size());
     if (n < 2) return std::numeric_limits<double>::quiet_NaN();
@@ -141,6 +168,10 @@ json group_figures(const Index& x, const std::string& style, int k, const std::s
         const auto [lo, hi] = bootstrap_interval(values, x.o.bootstrap, x.o.bootstrap_seed);
         json ci = std::isnan(lo) ? json(nullptr) : json::array({100 * lo, 100 * hi});
         g[m.name] = {{"mean", 100 * sum / units.size()}, {"ci95", ci}};
+        if (std::string(m.name) == "recall") {
+            const SeedLimit limit = seed_limit(values);
+            if (!std::isnan(limit.unlimited_seeds)) g[m.name]["half_width_unlimited_seeds"] = 100 * limit.unlimited_seeds;
+        }
     }
     g["leaked_per_image"] = leaked / units.size();
     return g;

@@ -29,6 +29,23 @@ std::string wtl_text(const json& w) {
            format_fixed(p["loss"].get<double>(), 1);
 }
 
+// Per style and k, each method's recall interval as run (half its bootstrap width) and what unlimited seeds
+// would leave of it (seed_limit): "merge ±5.6 → ±4.3".
+std::vector<std::pair<std::string, std::string>> seed_limit_lines(const json& world) {
+    std::vector<std::pair<std::string, std::string>> lines;  // (style, k label) text -> methods
+    for (const auto& g : world["groups"]) {
+        const json& r = g["recall"];
+        if (!r.is_object() || !r.contains("half_width_unlimited_seeds") || !r["ci95"].is_array()) continue;
+        const std::string key = g.value("style", "") + ", k = " + k_text(g["k"]);
+        const double now = (r["ci95"][1].get<double>() - r["ci95"][0].get<double>()) / 2;
+        const std::string text = g.value("method", "") + " ±" + format_fixed(now, 1) + " → ±" +
+                                 format_fixed(r["half_width_unlimited_seeds"].get<double>(), 1);
+        if (lines.empty() || lines.back().first != key) lines.push_back({key, text});
+        else lines.back().second += ", " + text;
+    }
+    return lines;
+}
+
 }  // namespace
 
 std::string render_world_markdown(const json& world) {
@@ -46,6 +63,12 @@ std::string render_world_markdown(const json& world) {
            << g.value("images", 0) << " |";
         for (const char* m : kWorldMetrics) md << " " << with_interval(g[m]) << " |";
         md << "\n";
+    }
+    if (const auto limits = seed_limit_lines(world); !limits.empty()) {
+        md << "\n### What more seeds would do\n\nRecall's 95% half-width as run, and with unlimited seeds per set "
+              "(normal approximation from the variance between sets and between seeds; only more sets narrow the "
+              "rest):\n\n";
+        for (const auto& [key, text] : limits) md << "- " << key << ": " << text << "\n";
     }
     if (!world["win_tie_loss"].empty()) {
         md << "\n### Recall: win / tie / loss against " << (methods.empty() ? "" : methods[0]) << " per set (%)\n\n"
@@ -84,7 +107,15 @@ std::string render_world_html(const json& world) {
         for (const char* m : kWorldMetrics) h << "<td>" << html_escape(with_interval(g[m])) << "</td>";
         h << "</tr>\n";
     }
-    h << "</table>\n<table id=\"world-wtl\"><tr><th>style</th><th>k</th><th>method vs base</th><th>sets</th>"
+    h << "</table>\n";
+    if (const auto limits = seed_limit_lines(world); !limits.empty()) {
+        h << "<h3>What more seeds would do</h3>\n<p class=\"muted\">Recall's 95% half-width as run, and with unlimited "
+             "seeds per set (normal approximation from the variance between sets and between seeds).</p>\n"
+             "<ul id=\"world-seed-limit\">\n";
+        for (const auto& [key, text] : limits) h << "<li>" << html_escape(key + ": " + text) << "</li>\n";
+        h << "</ul>\n";
+    }
+    h << "<table id=\"world-wtl\"><tr><th>style</th><th>k</th><th>method vs base</th><th>sets</th>"
          "<th>recall win / tie / loss (%)</th></tr>\n";
     for (const auto& w : world["win_tie_loss"])
         h << "<tr><td>" << html_escape(w.value("style", "")) << "</td><td>" << k_text(w["k"]) << "</td><td>"

@@ -54,6 +54,17 @@ nlohmann::json score_world(const std::vector<CompositionSet>& sets, const WorldS
 // Returns the 2.5% and 97.5% percentiles (numpy's linear rule) of the resamples' means. Exposed for tests.
 std::pair<double, double> bootstrap_interval(const std::vector<std::vector<double>>& units, int resamples, uint64_t seed);
 
+// What more seeds could do for an interval over composition sets: the one-way random-effects variance
+// components of `units` (sets, each with its per-seed values). With S sets, n̄ values per set on average,
+// v = the sample variance of the set means and w = the mean within-set sample variance, the between-set
+// component is b = max(0, v − w/n̄); the normal-approximation half-widths are 1.96·√(v/S) as run and
+// 1.96·√(b/S) with unlimited seeds (only more sets narrow that). NaN with fewer than 2 sets or no set of
+// 2 values.
+struct SeedLimit {
+    double half_width = 0, unlimited_seeds = 0;
+};
+SeedLimit seed_limit(const std::vector<std::vector<double>>& units);
+
 // Pearson's r and Spearman's rho (Pearson's r of the ranks, ties given their mean rank) of paired values; NaN
 // when there are fewer than 2 pairs or a side has no variance. For the judge's agreement with the scorer.
 double pearson(const std::vector<double>& x, const std::vector<double>& y);
