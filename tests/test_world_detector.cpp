@@ -5,6 +5,7 @@
 #include <gtest/gtest.h>
 
 #include <filesystem>
+#include <regex>
 #include <sstream>
 #include <nlohmann/json.hpp>
 
@@ -38,17 +39,21 @@ std::vector<std::string> json_lines(const std::string& output) {
 
 }  // namespace
 
-// models/world/detector.md is what make-world measured on the shipped detector: 100 held-out scenes per
-// concept (evaluate_detector's stream for seed 11 + 1000, half with the concept), as renders and as round
-// trips through the world's VAE. Recomputed here, every rate must match the file's within 2 points (a
-// near-tie may fall the other way on another CPU's kernels).
+// models/world/detector.md is what make-world measured on the shipped detector: N held-out scenes per concept
+// (N as the file states it; evaluate_detector's stream for seed 11 + 1000, half with the concept), as renders
+// and as round trips through the world's VAE. Recomputed here, every rate must match the file's within 2
+// points (a near-tie may fall the other way on another CPU's kernels).
 TEST(WorldDetector, ShippedAccuracyTableIsWhatTheShippedDetectorMeasures) {
     const auto detector = world::ElementDetector::load((kWorld / "detector.safetensors").string());
     pipeline::LoadOptions load;
     load.model_path = (kWorld / "world-sd15.safetensors").string();
     auto sd = pipeline::load_stable_diffusion(load);
-    const world::DetectorReport r = world::evaluate_detector(detector, sd.vae.get(), 100, 11 + 1000);
     const std::string table = test::read_bytes(kWorld / "detector.md");
+    std::smatch count;
+    ASSERT_TRUE(std::regex_search(table, count, std::regex("; (\\d+) held-out scenes per concept"))) << table;
+    const int held_out = std::stoi(count[1]);
+    ASSERT_GE(held_out, 400);
+    const world::DetectorReport r = world::evaluate_detector(detector, sd.vae.get(), held_out, 11 + 1000);
     ASSERT_EQ(r.concepts.size(), 15u);
     for (const auto& c : r.concepts) {
         const size_t row = table.find("| `" + c.id + "` |");
@@ -57,12 +62,14 @@ TEST(WorldDetector, ShippedAccuracyTableIsWhatTheShippedDetectorMeasures) {
         std::vector<std::string> cell;
         for (std::string x; std::getline(cells, x, '|');) cell.push_back(x);
         ASSERT_GE(cell.size(), 6u) << c.id;
-        EXPECT_EQ(c.positives, 50) << c.id;
+        EXPECT_EQ(c.positives, held_out / 2) << c.id;
         EXPECT_NEAR(100 * c.render_accuracy, std::stod(cell[4]), 2.0) << c.id;
         EXPECT_NEAR(100 * c.vae_accuracy, std::stod(cell[5]), 2.0) << c.id;
-        // The shipped detector's worst concepts on renders (glint key, zigzag wrap) measured 94%: below issue
-        // 13's 98% (and 95% on VAE round trips, where the worst is 73%), so this is a floor, not the goal.
-        EXPECT_GE(c.render_accuracy, 0.9) << c.id;
+        // Issue 13's bounds: >= 98% on renders (met by every concept: the lowest is glint key, 98.2%) and
+        // >= 95% after a VAE round trip, where moop scarf measured 93.8% (the VAE loses part of the scarf),
+        // so the second is a floor under today's detector, not the goal.
+        EXPECT_GE(c.render_accuracy, 0.98) << c.id;
+        EXPECT_GE(c.vae_accuracy, 0.93) << c.id;
     }
     EXPECT_GE(r.in_world_render, 0.95);
     EXPECT_GE(r.negatives_rejected, 0.95);
