@@ -22,7 +22,9 @@ using train::step_generator;
 // Half generic scenes, half scenes with one random concept: the VAE must reproduce every element.
 ConceptChoice random_choice(Rng& rng) {
     ConceptChoice c = kGeneric;
-    if (rng.chance(0.5f)) c[rng.below(kCategories)] = rng.below(3);
+    if (!rng.chance(0.5f)) return c;
+    const int concept = rng.below(3);  // drawn before the category: the order the shipped world was built in
+    c[rng.below(kCategories)] = concept;
     return c;
 }
 
