@@ -15,6 +15,7 @@
 #include "bench_cases.h"
 #include "multilora/bench/peer_process.h"
 #include "multilora/bench/random_model.h"
+#include "multilora/bench/step_profile.h"
 #include "multilora/io/atomic_file.h"
 #include "multilora/models/unet.h"
 #include "multilora/models/vae.h"
@@ -276,6 +277,13 @@ json case_report(const BenchCase& c, const json& dtype_peaks) {
 }
 
 // The plain step's spread over the run decides whether the ratios get a verdict.
+// One more plain step, under libtorch's profiler (after the timed rounds, so its overhead times nothing else).
+json profile_plain_step(const BenchCase& none) {
+    double wall = 0;
+    const std::vector<ProfiledOp> ops = profile_top_level([&] { wall = none.run().seconds; });
+    return {{"step_seconds", wall}, {"rows", profile_rows(ops, wall)}};
+}
+
 json verdict(const BenchCase& none, double max_spread, const json& ratios) {
     const double median = median_of(none.times);
     const double spread = (*std::max_element(none.times.begin(), none.times.end()) -
@@ -349,6 +357,7 @@ json run_benchmark(const BenchOptions& opt) {
     json peaks = timed_rounds(runner, none, cases, opt.dtype);
     // After the rounds: its two decodes would otherwise sit in the plain generation's peak RSS.
     report["vae_tiling"] = vae_seam_error(inputs, tile);
+    if (opt.profile) report["step_profile"] = profile_plain_step(none);
     const json& dtype_peaks = peaks[opt.dtype];
 
     json steps = json::array(), others = json::array();
@@ -429,6 +438,20 @@ void markdown_cases(std::ostringstream& o, const json& r) {
     for (const auto& c : r["other_cases"]) row(c);
 }
 
+void markdown_profile(std::ostringstream& o, const json& r) {
+    if (!r.contains("step_profile")) return;
+    const json& p = r["step_profile"];
+    o << "\nWhere one plain step goes (" << fmt("%.3f", p["step_seconds"].get<double>())
+      << " s under libtorch's profiler; top-level operators by group):\n\n"
+      << "| group | calls | s | share | GFLOP | GFLOP/s |\n| --- | --- | --- | --- | --- | --- |\n";
+    for (const auto& row : p["rows"]) {
+        const double gflop = row["gflop"].get<double>();
+        o << "| " << row["group"].get<std::string>() << " | " << row["calls"] << " | "
+          << fmt("%.3f | %.1f%%", row["seconds"].get<double>(), 100 * row["share"].get<double>()) << " | "
+          << (gflop > 0 ? fmt("%.1f | %.0f", gflop, row["gflop_per_s"].get<double>()) : std::string("– | –")) << " |\n";
+    }
+}
+
 void markdown_ratios(std::ostringstream& o, const json& r) {
     const json& v = r["verdict"];
     o << "\nPlain step spread over the run: " << fmt("%.1f%%", 100 * v["plain_step_spread"].get<double>()) << " (allowed "
@@ -455,6 +478,7 @@ std::string benchmark_markdown(const json& r) {
     markdown_header(o, r);
     markdown_cases(o, r);
     markdown_ratios(o, r);
+    markdown_profile(o, r);
     return o.str();
 }
 

@@ -54,6 +54,18 @@ std::vector<std::string> split_list(const std::string& text, const char* what, c
     return out;
 }
 
+const char* bench_footer() {
+    return "Examples:\n  multilora bench --quick\n"
+           "  multilora bench --size 512 --ranks 128 --repeats 3 --work-dir /var/tmp/mlbench\n"
+           "  multilora bench --size 512 --ranks 128 --k composite=2,5 --k merge=5\n"
+           "  multilora bench --size 512 --ranks 32 --forms lora,loha,lokr --methods merge,composite --k composite=2\n"
+           "  multilora bench --size 512 --ranks 128 --repeats 5 --max-spread 0.03 --compare-diffusers python3\n"
+           "  multilora bench --size 512 --ranks 128 --methods merge --k merge=5 --repeats 1 --profile\n"
+           "  multilora bench --device cuda --dtype fp16\n"
+           "Exit status: 0 with a verdict, 3 when the plain step's spread was over --max-spread (the report is "
+           "written, marked NO VERDICT).";
+}
+
 }  // namespace
 
 Command add_bench_command(CLI::App& app) {
@@ -106,14 +118,10 @@ Command add_bench_command(CLI::App& app) {
     sub->add_option("--json", o->json_out, "Report file (JSON)")->capture_default_str();
     sub->add_option("--markdown", o->md_out, "Report file (markdown table)")->capture_default_str();
     sub->add_flag("--quick", o->bench.quick, "The tiny model at 64x64: seconds, for smoke tests");
-    sub->footer("Examples:\n  multilora bench --quick\n"
-                "  multilora bench --size 512 --ranks 128 --repeats 3 --work-dir /var/tmp/mlbench\n"
-                "  multilora bench --size 512 --ranks 128 --k composite=2,5 --k merge=5\n"
-                "  multilora bench --size 512 --ranks 32 --forms lora,loha,lokr --methods merge,composite --k composite=2\n"
-                "  multilora bench --size 512 --ranks 128 --repeats 5 --max-spread 0.03 --compare-diffusers python3\n"
-                "  multilora bench --device cuda --dtype fp16\n"
-                "Exit status: 0 with a verdict, 3 when the plain step's spread was over --max-spread (the report is "
-                "written, marked NO VERDICT).");
+    sub->add_flag("--profile", o->bench.profile,
+                  "After the rounds, profile one plain step with libtorch's profiler: where its time goes (3x3 "
+                  "convolutions by feature-map size, linear layers, attention, norms, ...), with GFLOP/s per row");
+    sub->footer(bench_footer());
     return [o] {
         o->bench.ranks = parse_ints(o->ranks, "--ranks");
         o->bench.forms = split_list(o->forms, "--forms", {"lora", "loha", "lokr"});

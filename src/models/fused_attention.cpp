@@ -186,6 +186,7 @@ bool use_fused_attention(const at::Tensor& q) {
 
 at::Tensor fused_attention(const at::Tensor& q_in, const at::Tensor& k, const at::Tensor& v, int64_t heads,
                            double scale) {
+    RECORD_FUNCTION("multilora::fused_attention", std::vector<c10::IValue>({q_in, k, v}));  // for bench --profile
     const int64_t batch = q_in.size(0), nq = q_in.size(1), nk = k.size(1), width = q_in.size(2);
     const int64_t d = width / heads, dp = round_up(d, 16), ldk = round_up(nk, 32);
     // Packing: keys [batch, heads, ldk/32, d, 32], values [batch, heads, ldk, dp], zero-padded.

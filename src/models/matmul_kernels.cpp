@@ -55,6 +55,7 @@ at::Tensor dense(const at::Tensor& x, const at::Tensor& weight, const at::Tensor
 
 void grouped_attention(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, int64_t heads, double scale,
                        int64_t max_score_elements, const at::Tensor& out) {
+    RECORD_FUNCTION("multilora::grouped_attention", std::vector<c10::IValue>({q, k, v}));  // for bench --profile
     const int64_t nq = q.size(0), nk = k.size(0), head_dim = q.size(1) / heads;
     // Group h of the first convolution holds head h's keys as [nk, d] filters; of the second, head h's
     // values transposed to [d, nk]. Outputs then come out as [rows, heads, nk] and [rows, heads*d].

@@ -26,6 +26,8 @@ struct BenchOptions {
     std::string compare_diffusers;
     // Tile side of the tiled VAE decode timed beside the whole one, with its seam error (0: half the size).
     int vae_tile = 0;
+    // After the rounds, one plain step under libtorch's profiler: its time by operator group ("step_profile").
+    bool profile = false;
     std::vector<int> ranks{16, 128};
     // Adapter forms of the benchmark LoRAs: "lora", "loha", "lokr" (same layers and rank; LoHa and LoKr
     // have full-rank ΔW, so every layer fuses).
