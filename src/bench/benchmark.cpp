@@ -276,7 +276,6 @@ json case_report(const BenchCase& c, const json& dtype_peaks) {
     return j;
 }
 
-// The plain step's spread over the run decides whether the ratios get a verdict.
 // One more plain step, under libtorch's profiler (after the timed rounds, so its overhead times nothing else).
 json profile_plain_step(const BenchCase& none) {
     double wall = 0;
@@ -284,6 +283,7 @@ json profile_plain_step(const BenchCase& none) {
     return {{"step_seconds", wall}, {"rows", profile_rows(ops, wall)}};
 }
 
+// The plain step's spread over the run decides whether the ratios get a verdict.
 json verdict(const BenchCase& none, double max_spread, const json& ratios) {
     const double median = median_of(none.times);
     const double spread = (*std::max_element(none.times.begin(), none.times.end()) -

@@ -3,6 +3,8 @@
 #include <torch/csrc/autograd/profiler_legacy.h>
 #include <torch/torch.h>
 
+#include <c10/util/accumulate.h>
+
 #include <algorithm>
 #include <map>
 
@@ -72,12 +74,6 @@ void collect_top_level(const prof::thread_event_lists& lists, std::vector<Profil
     }
 }
 
-int64_t product(const std::vector<int64_t>& v, size_t from, size_t to) {
-    int64_t p = 1;
-    for (size_t i = from; i < to && i < v.size(); ++i) p *= v[i];
-    return p;
-}
-
 bool is_attention(const std::string& name) {
     return name == "multilora::fused_attention" || name == "multilora::grouped_attention";
 }
@@ -127,7 +123,7 @@ double op_flops(const ProfiledOp& op) {
     if (!is_attention(op.name) || op.shapes.size() < 2 || op.shapes[0].size() < 2 || op.shapes[1].size() < 2) return op.flops;
     const auto& q = op.shapes[0];
     const auto& k = op.shapes[1];
-    const double rows = static_cast<double>(product(q, 0, q.size() - 1)), width = static_cast<double>(q.back());
+    const double rows = static_cast<double>(c10::multiply_integers(q.begin(), q.end() - 1)), width = static_cast<double>(q.back());
     return 4.0 * rows * static_cast<double>(k[k.size() - 2]) * width;
 }
 

@@ -1,6 +1,6 @@
 // Where a UNet step's time goes: libtorch's profiler over one call, its top-level operators grouped by what
 // they compute (3x3 convolutions by feature-map size, the linear layers' products, attention, norms,
-// elementwise work), with the FLOPs libtorch counts for convolutions and products. `bench --profile`.
+// elementwise work), with the FLOPs of its convolutions, matrix products and attention. `bench --profile`.
 #pragma once
 
 #include <cstdint>
@@ -17,7 +17,9 @@ struct ProfiledOp {
     std::string name;                          // "aten::conv2d", "multilora::fused_attention", ...
     double seconds = 0;
     std::vector<std::vector<int64_t>> shapes;  // input shapes (empty for non-tensor arguments)
-    double flops = 0;  // libtorch's count of the convolutions and matrix products in it (elementwise ops: 0)
+    // FLOPs of the convolutions (from their saved arguments) and matrix products (libtorch's count) in it;
+    // 0 for elementwise ops, and for attention records, whose FLOPs op_flops() reads from their shapes.
+    double flops = 0;
 };
 
 // Runs fn once under libtorch's CPU profiler (input shapes and FLOPs on) and returns its top-level operators.
@@ -27,7 +29,7 @@ std::vector<ProfiledOp> profile_top_level(const std::function<void()>& fn);
 // rows)", "attention", "norms", or the operator's own name.
 std::string op_group(const ProfiledOp& op);
 
-// The FLOPs of an op: libtorch's count, or for multilora's attention records (q [.., nq, h*d], k [.., nk, h*d])
+// The FLOPs of an op: its `flops`, or for multilora's attention records (q [.., nq, h*d], k [.., nk, h*d])
 // the two products' 4 * rows(q) * nk * h*d.
 double op_flops(const ProfiledOp& op);
 
