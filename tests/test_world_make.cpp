@@ -8,6 +8,7 @@
 #include <fstream>
 #include <nlohmann/json.hpp>
 #include <numeric>
+#include <set>
 
 #include "multilora/bench/random_model.h"
 #include "multilora/io/png_writer.h"
@@ -16,7 +17,10 @@
 #include "multilora/lora/lora_file.h"
 #include "multilora/models/vae.h"
 #include "multilora/pipeline/model_loader.h"
+#include "multilora/util/error.h"
 #include "multilora/util/strings.h"
+#include "multilora/world/make_world.h"
+#include "multilora/world/scene.h"
 #include "multilora/world/world_training.h"
 #include "test_support.h"
 
@@ -207,4 +211,72 @@ TEST(WorldMake, QuickBuildLearnsAndItsFilesLoad) {
     auto plan = test::run_multilora("batch " + (dir / "world-all.json").string() + " --dry-run --no-measure");
     EXPECT_EQ(plan.exit_code, 0) << plan.output;
     EXPECT_NE(plan.output.find("765 sets, 6156 images"), std::string::npos) << plan.output;
+}
+
+// make-world --resume: a build stopped in the UNet phase, resumed and stopped again in the second LoRA, then
+// resumed to the end, writes the files of an uninterrupted build byte for byte (identity between two code
+// paths), and runs each phase once.
+TEST(WorldMake, ResumedBuildWritesTheFilesOfAnUninterruptedOne) {
+    struct Stop {};
+    const fs::path dir = test::make_temp_dir("world-resume");
+    world::MakeWorldOptions whole;
+    whole.quick = true;
+    whole.out = (dir / "whole").string();
+    const world::MakeWorldResult uninterrupted = world::make_world(whole, nullptr);
+
+    world::MakeWorldOptions o = whole;
+    o.out = (dir / "resumed").string();
+    const fs::path record = fs::path(o.out) / "make-world.progress.json";
+    const std::string second_lora = world::concepts().at(1).id;
+    std::set<std::string> ran;
+    auto run_until = [&](const std::string& stop_phase) {
+        return [&, stop_phase](const world::PhaseStatus& s) {
+            ran.insert(s.phase);
+            if (s.phase == stop_phase) throw Stop{};
+        };
+    };
+    EXPECT_THROW(world::make_world(o, run_until("unet")), Stop);
+    EXPECT_EQ(json::parse(test::read_bytes(record)).at("done"), json({"vae"}));
+    EXPECT_TRUE(fs::exists(fs::path(o.out) / "make-world.vae.safetensors"));
+
+    o.resume = true;
+    ran.clear();
+    EXPECT_THROW(world::make_world(o, run_until(second_lora)), Stop);
+    EXPECT_EQ(ran, std::set<std::string>({"unet", "decoder", world::concepts().at(0).id, second_lora}));
+    EXPECT_EQ(json::parse(test::read_bytes(record)).at("done"), json({"vae", "unet", "decoder", world::concepts().at(0).id}));
+
+    ran.clear();
+    const world::MakeWorldResult resumed = world::make_world(o, run_until("none"));
+    EXPECT_EQ(ran.size(), world::concepts().size() - 1);  // the LoRAs from the second on, nothing else
+    EXPECT_EQ(ran.count(world::concepts().at(0).id), 0u);
+    const auto sha = [](const std::string& path) { return io::sha256_file_hex(path); };
+    EXPECT_EQ(sha(resumed.model), sha(uninterrupted.model));
+    ASSERT_EQ(resumed.loras.size(), uninterrupted.loras.size());
+    for (size_t i = 0; i < resumed.loras.size(); ++i) EXPECT_EQ(sha(resumed.loras[i]), sha(uninterrupted.loras[i])) << resumed.loras[i];
+    EXPECT_EQ(sha(resumed.lora_info), sha(uninterrupted.lora_info));
+    EXPECT_EQ(json::parse(test::read_bytes(resumed.training_json)).at("losses"),
+              json::parse(test::read_bytes(uninterrupted.training_json)).at("losses"));
+    EXPECT_FALSE(fs::exists(record));
+    EXPECT_FALSE(fs::exists(fs::path(o.out) / "make-world.vae.safetensors"));
+
+    // A finished build resumed is kept as it is; one built with another seed is refused, as is a record of one.
+    ran.clear();
+    const world::MakeWorldResult kept = world::make_world(o, run_until("none"));
+    EXPECT_TRUE(ran.empty());
+    EXPECT_EQ(sha(kept.model), sha(uninterrupted.model));
+    world::MakeWorldOptions other = o;
+    other.seed = 8;
+    EXPECT_THROW(world::make_world(other, nullptr), UsageError);
+    world::MakeWorldOptions stopped = whole;
+    stopped.out = (dir / "stopped").string();
+    EXPECT_THROW(world::make_world(stopped, run_until("unet")), Stop);
+    stopped.resume = true;
+    stopped.seed = 8;
+    try {
+        world::make_world(stopped, run_until("vae"));
+        ADD_FAILURE() << "a record of another seed was resumed";
+    } catch (const UsageError& e) {
+        EXPECT_NE(std::string(e.what()).find("interrupted make-world --seed 7 --quick"), std::string::npos) << e.what();
+    }
+    EXPECT_TRUE(fs::exists(fs::path(stopped.out) / "make-world.progress.json"));  // a refusal keeps the record
 }

@@ -12,6 +12,7 @@
 #include "cli/progress.h"
 #include "multilora/io/atomic_file.h"
 #include "multilora/pipeline/runtime.h"
+#include "multilora/util/interrupt.h"
 #include "multilora/world/detector.h"
 #include "multilora/world/evidence.h"
 #include "multilora/world/make_world.h"
@@ -36,6 +37,7 @@ struct PhaseBars {
     std::unique_ptr<StepProgress> bar;
     std::string phase;
     void update(const std::string& name, int step, int total, double seconds, const std::string& detail) {
+        throw_if_interrupted();  // Ctrl-C / SIGTERM: the phase in progress is dropped; finished ones stay for --resume
         if (name != phase) {
             if (bar) bar->finish();
             bar = std::make_unique<StepProgress>(name);
@@ -80,8 +82,10 @@ world::MakeWorldResult world_files(const MakeWorldCli& c, PhaseBars& bars) {
     return result;
 }
 
+// Ctrl-C or SIGTERM: the phase in progress is dropped, finished phases stay in OUT for --resume, exit 130.
 void run_make_world(const MakeWorldCli& c) {
     pipeline::configure_threads(c.threads);
+    InterruptScope interrupts;
     PhaseBars bars;
     world::ElementDetector detector;
     const bool keep_detector = c.retrain_loras && !c.evidence_only;
@@ -131,11 +135,17 @@ Command add_make_world_command(CLI::App& app) {
     CLI::Option* retrain = sub->add_flag("--retrain-loras", c->retrain_loras,
                   "Keep OUT's model (and its detector, unless --evidence-only); train every LoRA again on the model as shipped, "
                   "then redo the pictures, the check and the README");
+    CLI::Option* resume = sub->add_flag("--resume", c->world.resume,
+                  "Continue a build that stopped (Ctrl-C, SIGTERM, a crash): the phases it finished in OUT (VAE, UNet, decoder, "
+                  "each LoRA) are kept, the rest runs, and the files come out as an uninterrupted build's (same --seed and --quick)")
+        ->excludes(retrain)
+        ->excludes(evidence);
     sub->add_flag("--refine-decoder", c->refine_decoder,
                   "Keep OUT's LoRAs and all of its model but the VAE decoder; train the decoder further (encoder frozen) "
                   "on the model as shipped, then retrain the detector and redo the pictures, the check and the README")
         ->excludes(retrain)
-        ->excludes(evidence);
+        ->excludes(evidence)
+        ->excludes(resume);
     CLI::Option* check_seeds =
         sub->add_option("--check-seeds", c->check_seeds, "Seeds per concept for the LoRA check (--quick: 1 unless given)")->capture_default_str();
     sub->add_option("--threads", c->threads, "CPU threads (0: all cores)")->capture_default_str();
@@ -147,12 +157,20 @@ Command add_make_world_command(CLI::App& app) {
                 "Examples:\n"
                 "  multilora make-world --out models/world\n"
                 "  multilora make-world --quick --out /tmp/world-smoke\n"
+                "  multilora make-world --resume --out models/world      # after Ctrl-C: keeps the finished phases\n"
                 "  multilora make-world --evidence-only --out models/world\n"
                 "  multilora make-world --retrain-loras --out models/world\n"
                 "  multilora make-world --refine-decoder --out models/world");
     return [c, check_seeds] {
         if (c->world.quick && check_seeds->count() == 0) c->check_seeds = 1;
-        run_make_world(*c);
+        try {
+            run_make_world(*c);
+        } catch (const Interrupted&) {
+            if (!c->evidence_only && !c->retrain_loras && !c->refine_decoder)
+                spdlog::warn("make-world stopped; `multilora make-world --resume --out {}{}` continues from the last finished phase",
+                             c->world.out, c->world.quick ? " --quick" : "");
+            throw;
+        }
     };
 }
 

@@ -22,6 +22,8 @@
 #include "multilora/util/clock.h"
 #include "multilora/util/error.h"
 
+#include "build_progress.h"
+
 namespace fs = std::filesystem;
 
 namespace multilora::world {
@@ -112,13 +114,22 @@ WorldModel loaded_model(const std::string& path) {
     return m;
 }
 
-void train_loras(WorldModel& m, const MakeWorldOptions& o, const WorldPlan& plan, MakeWorldResult& r, const PhaseCallback& on_step) {
+// Every concept's LoRA, in order; those `progress` records as done are kept. r.seconds["loras"] adds up.
+void train_loras(WorldModel& m, const MakeWorldOptions& o, const WorldPlan& plan, MakeWorldResult& r, const PhaseCallback& on_step,
+                 BuildProgress* progress = nullptr) {
     const std::string lora_dir = (fs::path(o.out) / "loras").string();
     fs::create_directories(lora_dir);
-    const auto t0 = Clock::now();
     r.loras.clear();
-    for (const Concept& c : concepts()) r.loras.push_back(train_concept(m, c, plan, lora_dir, o.seed * 100 + c.index, r, on_step));
-    r.seconds["loras"] = seconds_since(t0);
+    for (const Concept& c : concepts()) {
+        if (progress && progress->done(c.id)) {
+            r.loras.push_back((fs::path(lora_dir) / (c.id + ".safetensors")).string());
+            continue;
+        }
+        const auto t0 = Clock::now();
+        r.loras.push_back(train_concept(m, c, plan, lora_dir, o.seed * 100 + c.index, r, on_step));
+        r.seconds["loras"] += seconds_since(t0);
+        if (progress) progress->finish(c.id, r);
+    }
 }
 
 // The decoder phase on a model read back from its file; the caller saves it again.
@@ -155,6 +166,19 @@ void save_model(WorldModel& m, const std::string& path, uint64_t seed) {
     io::save_safetensors(path, ldm, meta);
 }
 
+std::string settings_table(const WorldPlan& p) {
+    char buf[1024];
+    std::snprintf(buf, sizeof buf,
+                  "| phase | steps | batch | lr | other |\n| --- | --- | --- | --- | --- |\n"
+                  "| VAE | %d | %d | %g | KL weight %g, fresh scenes every step |\n"
+                  "| VAE decoder (encoder frozen) | %d | %d | %g | a tenth of the lr for the last quarter, fresh multi-element scenes |\n"
+                  "| UNet | %d | %d | %g | %d base scenes, caption dropout %g |\n"
+                  "| each LoRA | %d | %d | %g | rank %d, alpha %d, attn+ff, %d scenes of the concept |\n",
+                  p.vae.steps, p.vae.batch, p.vae.lr, p.vae.kl_weight, p.decoder.steps, p.decoder.batch, p.decoder.lr, p.unet.steps, p.unet.batch, p.unet.lr, p.unet.dataset,
+                  p.unet.caption_dropout, p.lora_steps, p.lora_batch, p.lora_lr, p.lora_rank, p.lora_rank, p.lora_images);
+    return buf;
+}
+
 }  // namespace
 
 WorldPlan world_plan(const MakeWorldOptions& o) {
@@ -179,36 +203,74 @@ nlohmann::json world_lora_info() {
     return info;
 }
 
+namespace {
+
+// The VAE phase, or its weights from an interrupted build.
+void vae_phase(WorldModel& m, const WorldPlan& plan, BuildProgress& progress, MakeWorldResult& r, const PhaseCallback& on_step) {
+    if (progress.done("vae")) return progress.load_vae(*m.vae);
+    const auto t0 = Clock::now();
+    r.losses["vae"] = train_vae(*m.vae, plan.vae, on_step);
+    r.seconds["vae"] = seconds_since(t0);
+    progress.save_vae(*m.vae);
+    progress.finish("vae", r);
+}
+
+// The UNet phase; it writes the model file, which an interrupted build keeps.
+void unet_phase(WorldModel& m, const MakeWorldOptions& o, const WorldPlan& plan, BuildProgress& progress, MakeWorldResult& r,
+                const PhaseCallback& on_step) {
+    if (progress.done("unet")) return;
+    const auto t0 = Clock::now();
+    const auto alphas = sampling::training_alphas_cumprod(sampling::sd15_scheduler_config());
+    r.losses["unet"] = train_unet(*m.unet, *m.vae, caption_encoder(m), alphas, plan.unet, on_step);
+    r.seconds["unet"] = seconds_since(t0);
+    save_model(m, r.model, o.seed);
+    progress.finish("unet", r);
+}
+
+// A build that finished before: read back, after checking that it was made with these options.
+MakeWorldResult finished_world(const MakeWorldOptions& o) {
+    MakeWorldResult r = read_world(o);
+    const nlohmann::json j = nlohmann::json::parse(io::read_file(r.training_json));
+    if (j.value("seed", uint64_t{0}) != o.seed || j.value("quick", false) != o.quick)
+        throw UsageError(o.out + " holds a world built with other options (training.json: seed " + std::to_string(j.value("seed", uint64_t{0})) +
+                         (j.value("quick", false) ? ", --quick" : "") + "); build afresh without --resume");
+    return r;
+}
+
+}  // namespace
+
 MakeWorldResult make_world(const MakeWorldOptions& o, const PhaseCallback& on_step) {
     c10::InferenceMode off(false);
     io::ensure_writable_dir(o.out);
     const WorldPlan plan = world_plan(o);
-    WorldModel m = seeded_model(o.seed);
+    if (o.resume && !fs::exists(BuildProgress::record_path(o.out)) && fs::exists(fs::path(o.out) / "training.json"))
+        return finished_world(o);
     MakeWorldResult r;
-    auto t0 = Clock::now();
-    r.losses["vae"] = train_vae(*m.vae, plan.vae, on_step);
-    r.seconds["vae"] = seconds_since(t0);
-    t0 = Clock::now();
-    const auto alphas = sampling::training_alphas_cumprod(sampling::sd15_scheduler_config());
-    r.losses["unet"] = train_unet(*m.unet, *m.vae, caption_encoder(m), alphas, plan.unet, on_step);
-    r.seconds["unet"] = seconds_since(t0);
+    BuildProgress progress(o, settings_table(plan), r);
     r.model = (fs::path(o.out) / "world-sd15.safetensors").string();
-    save_model(m, r.model, o.seed);
+    WorldModel m = seeded_model(o.seed);
+    vae_phase(m, plan, progress, r, on_step);
+    unet_phase(m, o, plan, progress, r, on_step);
     // The decoder and the LoRAs learn on the model as shipped (float16), as refine_decoder and a user's
-    // train-lora do; refine_decoder and retrain_loras then give the same files.
+    // train-lora do; refine_decoder and retrain_loras then give the same files, and so does a resumed build.
     WorldModel shipped = loaded_model(r.model);
-    refine_loaded_decoder(shipped, plan, r, on_step);
-    save_model(shipped, r.model, o.seed);
-    train_loras(shipped, o, plan, r, on_step);
+    if (!progress.done("decoder")) {
+        refine_loaded_decoder(shipped, plan, r, on_step);
+        save_model(shipped, r.model, o.seed);
+        progress.finish("decoder", r);
+    }
+    train_loras(shipped, o, plan, r, on_step, &progress);
     r.lora_info = (fs::path(o.out) / "world_lora_info.json").string();
     io::write_file_atomic(r.lora_info, world_lora_info().dump(4) + "\n");
     write_training_json(o, r);
+    progress.remove();
     return r;
 }
 
 void retrain_loras(const MakeWorldOptions& o, MakeWorldResult& r, const PhaseCallback& on_step) {
     c10::InferenceMode off(false);
     WorldModel m = loaded_model(r.model);
+    r.seconds["loras"] = 0;
     train_loras(m, o, world_plan(o), r, on_step);
     write_training_json(o, r);
 }
@@ -222,19 +284,6 @@ void refine_decoder(const MakeWorldOptions& o, MakeWorldResult& r, const PhaseCa
 }
 
 namespace {
-
-std::string settings_table(const WorldPlan& p) {
-    char buf[1024];
-    std::snprintf(buf, sizeof buf,
-                  "| phase | steps | batch | lr | other |\n| --- | --- | --- | --- | --- |\n"
-                  "| VAE | %d | %d | %g | KL weight %g, fresh scenes every step |\n"
-                  "| VAE decoder (encoder frozen) | %d | %d | %g | a tenth of the lr for the last quarter, fresh multi-element scenes |\n"
-                  "| UNet | %d | %d | %g | %d base scenes, caption dropout %g |\n"
-                  "| each LoRA | %d | %d | %g | rank %d, alpha %d, attn+ff, %d scenes of the concept |\n",
-                  p.vae.steps, p.vae.batch, p.vae.lr, p.vae.kl_weight, p.decoder.steps, p.decoder.batch, p.decoder.lr, p.unet.steps, p.unet.batch, p.unet.lr, p.unet.dataset,
-                  p.unet.caption_dropout, p.lora_steps, p.lora_batch, p.lora_lr, p.lora_rank, p.lora_rank, p.lora_images);
-    return buf;
-}
 
 // "Build time: VAE 411 s, decoder 560 s, ...": the phases training.json timed (an older world has no decoder).
 std::string build_times(const MakeWorldResult& r) {

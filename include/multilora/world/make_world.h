@@ -4,6 +4,8 @@
 //   OUT/loras/<id>.safetensors   one kohya LoRA per concept (ids as in ComposLoRA: character_1, ...)
 //   OUT/world_lora_info.json     ComposLoRA's {category: [{id, name, trigger[], url}]} file
 //   OUT/training.json            per-phase settings, losses and seconds
+// While it runs, OUT/make-world.progress.json and OUT/make-world.vae.safetensors record the finished phases
+// for MakeWorldOptions::resume; a finished build removes them.
 #pragma once
 
 #include <cstdint>
@@ -21,6 +23,10 @@ struct MakeWorldOptions {
     std::string out = "models/world";
     uint64_t seed = 7;
     bool quick = false;  // a smoke build: every phase runs a few steps on little data (about a minute)
+    // Continue an interrupted build in `out`: the phases it finished (VAE, UNet, decoder, each LoRA) are kept
+    // and the rest runs, to the same files as an uninterrupted build. With nothing recorded, a fresh build; with
+    // a finished one (same seed and --quick), that world as it is.
+    bool resume = false;
 };
 
 struct WorldPlan {

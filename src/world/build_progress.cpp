@@ -1,0 +1,87 @@
+#include "build_progress.h"
+
+#include <torch/torch.h>
+
+#include <algorithm>
+#include <cstdio>
+#include <filesystem>
+
+#include <nlohmann/json.hpp>
+
+#include "multilora/io/atomic_file.h"
+#include "multilora/io/safetensors.h"
+#include "multilora/models/vae.h"
+#include "multilora/models/weight_loading.h"
+#include "multilora/util/error.h"
+
+namespace fs = std::filesystem;
+
+namespace multilora::world {
+
+namespace {
+
+std::string vae_path(const std::string& out) { return (fs::path(out) / "make-world.vae.safetensors").string(); }
+
+std::string describe(uint64_t seed, bool quick) { return "--seed " + std::to_string(seed) + (quick ? " --quick" : ""); }
+
+}  // namespace
+
+std::string BuildProgress::record_path(const std::string& out) { return (fs::path(out) / "make-world.progress.json").string(); }
+
+BuildProgress::BuildProgress(const MakeWorldOptions& o, const std::string& plan, MakeWorldResult& r)
+    : out_(o.out), plan_(plan), seed_(o.seed), quick_(o.quick) {
+    const std::string path = record_path(out_);
+    if (!o.resume || !fs::exists(path)) {
+        remove();
+        return;
+    }
+    nlohmann::json j;
+    try {
+        j = nlohmann::json::parse(io::read_file(path));
+        done_ = j.at("done").get<std::vector<std::string>>();
+        r.losses = j.at("losses").get<std::map<std::string, std::vector<double>>>();
+        r.seconds = j.at("seconds").get<std::map<std::string, double>>();
+    } catch (const nlohmann::json::exception& e) {
+        throw UsageError(path + " is not a make-world record (" + e.what() + "); build afresh without --resume");
+    }
+    const std::string recorded = describe(j.value("seed", uint64_t{0}), j.value("quick", false));
+    if (recorded != describe(seed_, quick_))
+        throw UsageError(out_ + " holds an interrupted make-world " + recorded + "; resume it with the same options, or build afresh without --resume");
+    if (j.value("plan", std::string()) != plan_)
+        throw UsageError(out_ + " holds an interrupted make-world with other training settings (an older multilora?); build afresh without --resume");
+    resumed_ = true;
+}
+
+bool BuildProgress::done(const std::string& phase) const { return std::find(done_.begin(), done_.end(), phase) != done_.end(); }
+
+void BuildProgress::finish(const std::string& phase, const MakeWorldResult& r) {
+    if (!done(phase)) done_.push_back(phase);
+    const nlohmann::json j = {{"seed", seed_}, {"quick", quick_}, {"plan", plan_}, {"done", done_}, {"losses", r.losses}, {"seconds", r.seconds}};
+    io::write_file_atomic(record_path(out_), j.dump() + "\n");
+}
+
+void BuildProgress::save_vae(models::AutoencoderKLImpl& vae) const {
+    char scaling[32];
+    std::snprintf(scaling, sizeof scaling, "%.17g", vae.config().scaling_factor);
+    io::save_safetensors(vae_path(out_), models::named_tensors(vae), {{"scaling_factor", scaling}});
+}
+
+void BuildProgress::load_vae(models::AutoencoderKLImpl& vae) const {
+    const std::string path = vae_path(out_);
+    if (!fs::exists(path)) throw UsageError(out_ + ": the interrupted build's VAE (" + path + ") is missing; build afresh without --resume");
+    const auto file = io::SafetensorsFile::open(path);
+    torch::NoGradGuard no_grad;
+    for (auto& [name, tensor] : models::named_tensors(vae)) {
+        if (!file->contains(name)) throw UsageError(path + " lacks " + name + "; build afresh without --resume");
+        tensor.copy_(file->tensor(name));
+        tensor.requires_grad_(false);
+    }
+    vae.set_scaling_factor(std::stod(file->metadata().at("scaling_factor")));
+}
+
+void BuildProgress::remove() const {
+    fs::remove(record_path(out_));
+    fs::remove(vae_path(out_));
+}
+
+}  // namespace multilora::world
