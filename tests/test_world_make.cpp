@@ -6,6 +6,7 @@
 
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <nlohmann/json.hpp>
 #include <numeric>
 #include <set>
@@ -213,42 +214,49 @@ TEST(WorldMake, QuickBuildLearnsAndItsFilesLoad) {
     EXPECT_NE(plan.output.find("765 sets, 6156 images"), std::string::npos) << plan.output;
 }
 
-// make-world --resume: a build stopped in the UNet phase, resumed and stopped again in the second LoRA, then
-// resumed to the end, writes the files of an uninterrupted build byte for byte (identity between two code
-// paths), and runs each phase once.
+// make-world --resume: a build stopped in the VAE phase (past its checkpoint at step 20), resumed and stopped in
+// the UNet phase (past step 10), then in the second LoRA, then resumed to the end, writes the files of an
+// uninterrupted build byte for byte (identity between two code paths). Each resumed phase starts after its
+// last checkpoint, and finished phases do not run again.
 TEST(WorldMake, ResumedBuildWritesTheFilesOfAnUninterruptedOne) {
     struct Stop {};
     const fs::path dir = test::make_temp_dir("world-resume");
     world::MakeWorldOptions whole;
     whole.quick = true;
     whole.out = (dir / "whole").string();
+    ASSERT_EQ(world::world_plan(whole).checkpoint_every, 10);
     const world::MakeWorldResult uninterrupted = world::make_world(whole, nullptr);
 
     world::MakeWorldOptions o = whole;
     o.out = (dir / "resumed").string();
     const fs::path record = fs::path(o.out) / "make-world.progress.json";
-    const std::string second_lora = world::concepts().at(1).id;
-    std::set<std::string> ran;
-    auto run_until = [&](const std::string& stop_phase) {
-        return [&, stop_phase](const world::PhaseStatus& s) {
-            ran.insert(s.phase);
-            if (s.phase == stop_phase) throw Stop{};
+    const std::string first_lora = world::concepts().at(0).id, second_lora = world::concepts().at(1).id;
+    std::map<std::string, int> first_step;  // each phase's first step in a run
+    auto run_until = [&](const std::string& stop_phase, int stop_step) {
+        first_step.clear();
+        return [&, stop_phase, stop_step](const world::PhaseStatus& s) {
+            first_step.emplace(s.phase, s.step);
+            if (s.phase == stop_phase && s.step == stop_step) throw Stop{};
         };
     };
-    EXPECT_THROW(world::make_world(o, run_until("unet")), Stop);
-    EXPECT_EQ(json::parse(test::read_bytes(record)).at("done"), json({"vae"}));
-    EXPECT_TRUE(fs::exists(fs::path(o.out) / "make-world.vae.safetensors"));
+    EXPECT_THROW(world::make_world(o, run_until("vae", 25)), Stop);
+    EXPECT_EQ(json::parse(test::read_bytes(record)).at("done"), json::array());
+    EXPECT_TRUE(fs::exists(fs::path(o.out) / "make-world.vae.checkpoint"));
 
     o.resume = true;
-    ran.clear();
-    EXPECT_THROW(world::make_world(o, run_until(second_lora)), Stop);
-    EXPECT_EQ(ran, std::set<std::string>({"unet", "decoder", world::concepts().at(0).id, second_lora}));
-    EXPECT_EQ(json::parse(test::read_bytes(record)).at("done"), json({"vae", "unet", "decoder", world::concepts().at(0).id}));
+    EXPECT_THROW(world::make_world(o, run_until("unet", 15)), Stop);
+    EXPECT_EQ(first_step, (std::map<std::string, int>{{"vae", 21}, {"unet", 1}}));
+    EXPECT_EQ(json::parse(test::read_bytes(record)).at("done"), json({"vae"}));
+    EXPECT_TRUE(fs::exists(fs::path(o.out) / "make-world.vae.safetensors"));
+    EXPECT_FALSE(fs::exists(fs::path(o.out) / "make-world.vae.checkpoint"));
 
-    ran.clear();
-    const world::MakeWorldResult resumed = world::make_world(o, run_until("none"));
-    EXPECT_EQ(ran.size(), world::concepts().size() - 1);  // the LoRAs from the second on, nothing else
-    EXPECT_EQ(ran.count(world::concepts().at(0).id), 0u);
+    EXPECT_THROW(world::make_world(o, run_until(second_lora, 1)), Stop);
+    EXPECT_EQ(first_step, (std::map<std::string, int>{{"unet", 11}, {"decoder", 1}, {first_lora, 1}, {second_lora, 1}}));
+    EXPECT_EQ(json::parse(test::read_bytes(record)).at("done"), json({"vae", "unet", "decoder", first_lora}));
+
+    const world::MakeWorldResult resumed = world::make_world(o, run_until("none", 0));
+    EXPECT_EQ(first_step.size(), world::concepts().size() - 1);  // the LoRAs from the second on, nothing else
+    EXPECT_EQ(first_step.count(first_lora), 0u);
     const auto sha = [](const std::string& path) { return io::sha256_file_hex(path); };
     EXPECT_EQ(sha(resumed.model), sha(uninterrupted.model));
     ASSERT_EQ(resumed.loras.size(), uninterrupted.loras.size());
@@ -256,24 +264,23 @@ TEST(WorldMake, ResumedBuildWritesTheFilesOfAnUninterruptedOne) {
     EXPECT_EQ(sha(resumed.lora_info), sha(uninterrupted.lora_info));
     EXPECT_EQ(json::parse(test::read_bytes(resumed.training_json)).at("losses"),
               json::parse(test::read_bytes(uninterrupted.training_json)).at("losses"));
-    EXPECT_FALSE(fs::exists(record));
-    EXPECT_FALSE(fs::exists(fs::path(o.out) / "make-world.vae.safetensors"));
+    for (const auto& entry : fs::directory_iterator(o.out))  // the record and the checkpoints are gone
+        EXPECT_FALSE(starts_with(entry.path().filename().string(), "make-world.")) << entry.path();
 
     // A finished build resumed is kept as it is; one built with another seed is refused, as is a record of one.
-    ran.clear();
-    const world::MakeWorldResult kept = world::make_world(o, run_until("none"));
-    EXPECT_TRUE(ran.empty());
+    const world::MakeWorldResult kept = world::make_world(o, run_until("none", 0));
+    EXPECT_TRUE(first_step.empty());
     EXPECT_EQ(sha(kept.model), sha(uninterrupted.model));
     world::MakeWorldOptions other = o;
     other.seed = 8;
     EXPECT_THROW(world::make_world(other, nullptr), UsageError);
     world::MakeWorldOptions stopped = whole;
     stopped.out = (dir / "stopped").string();
-    EXPECT_THROW(world::make_world(stopped, run_until("unet")), Stop);
+    EXPECT_THROW(world::make_world(stopped, run_until("vae", 1)), Stop);
     stopped.resume = true;
     stopped.seed = 8;
     try {
-        world::make_world(stopped, run_until("vae"));
+        world::make_world(stopped, run_until("vae", 1));
         ADD_FAILURE() << "a record of another seed was resumed";
     } catch (const UsageError& e) {
         EXPECT_NE(std::string(e.what()).find("interrupted make-world --seed 7 --quick"), std::string::npos) << e.what();

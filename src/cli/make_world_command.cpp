@@ -137,7 +137,8 @@ Command add_make_world_command(CLI::App& app) {
                   "then redo the pictures, the check and the README");
     CLI::Option* resume = sub->add_flag("--resume", c->world.resume,
                   "Continue a build that stopped (Ctrl-C, SIGTERM, a crash): the phases it finished in OUT (VAE, UNet, decoder, "
-                  "each LoRA) are kept, the rest runs, and the files come out as an uninterrupted build's (same --seed and --quick)")
+                  "each LoRA) are kept, the VAE, UNet and decoder phases go on from their last checkpoint (every 200 steps), "
+                  "and the files come out as an uninterrupted build's (same --seed and --quick)")
         ->excludes(retrain)
         ->excludes(evidence);
     sub->add_flag("--refine-decoder", c->refine_decoder,

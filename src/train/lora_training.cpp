@@ -13,6 +13,7 @@
 #include "multilora/text/prompt_encoding.h"
 #include "multilora/train/diffusion_objective.h"
 #include "multilora/train/image_folder.h"
+#include "multilora/train/training_checkpoint.h"
 #include "multilora/util/error.h"
 
 namespace fs = std::filesystem;
@@ -69,42 +70,19 @@ std::string options_fingerprint(const TrainLoraOptions& o, size_t examples) {
            ";lr_scheduler=" + lr_scheduler_name(o.lr_scheduler) + ";noise_offset=" + std::to_string(o.noise_offset);
 }
 
+// The LoRA's factors and AdamW's state every checkpoint_every steps.
 struct Checkpoint {
-    std::string path, fingerprint;
+    TrainingCheckpoint file;
     void save(const TrainableLora& lora, const torch::optim::Optimizer& opt, const std::vector<double>& losses) const {
-        torch::serialize::OutputArchive archive;
-        for (const auto& [name, t] : lora.named_factors()) archive.write("factor/" + name, t.detach());
-        archive.write("losses", torch::tensor(losses, at::kDouble));
-        archive.write("fingerprint", c10::IValue(fingerprint));
-        torch::serialize::OutputArchive opt_archive;
-        opt.save(opt_archive);
-        archive.write("optimizer", opt_archive);
-        const std::string tmp = path + ".tmp";
-        archive.save_to(tmp);
-        fs::rename(tmp, path);
+        file.save(lora.named_factors(), opt, losses);
     }
     // The losses of the steps done, after restoring the factors and the optimizer state.
     std::vector<double> load(TrainableLora& lora, torch::optim::Optimizer& opt) const {
-        torch::serialize::InputArchive archive;
-        archive.load_from(path);
-        c10::IValue fp;
-        archive.read("fingerprint", fp);
-        if (fp.toStringRef() != fingerprint)
-            throw UsageError("checkpoint " + path + " was made with other settings (" + fp.toStringRef() +
-                             "); remove it or train with those settings");
-        std::map<std::string, at::Tensor> factors;
-        for (const auto& [name, t] : lora.named_factors()) {
-            at::Tensor value;
-            archive.read("factor/" + name, value);
-            factors[name] = value;
-        }
-        lora.load(factors);
-        torch::serialize::InputArchive opt_archive;
-        archive.read("optimizer", opt_archive);
-        opt.load(opt_archive);
-        at::Tensor losses;
-        archive.read("losses", losses);
-        return std::vector<double>(losses.data_ptr<double>(), losses.data_ptr<double>() + losses.numel());
+        std::vector<std::string> names;
+        for (const auto& [name, t] : lora.named_factors()) names.push_back(name);
+        TrainingCheckpoint::State state = file.load(names, opt);
+        lora.load(state.tensors);
+        return state.losses;
     }
 };
 
@@ -172,12 +150,12 @@ TrainLoraResult train_lora_on(models::UNet2DConditionModelImpl& unet, const at::
     at::Generator init = at::make_generator<at::CPUGeneratorImpl>(o.seed);
     TrainableLora lora(unet, o.targets, o.rank, o.alpha > 0 ? o.alpha : static_cast<double>(o.rank), init);
     torch::optim::AdamW opt(lora.parameters(), torch::optim::AdamWOptions(o.lr).weight_decay(1e-2));
-    const Checkpoint ckpt{checkpoint_path(o.out), options_fingerprint(o, data.latents.size())};
+    const Checkpoint ckpt{{checkpoint_path(o.out), options_fingerprint(o, data.latents.size())}};
 
     TrainLoraResult result;
     result.layers = lora.layer_count();
     result.images = static_cast<int>(data.latents.size());
-    if (o.resume && fs::exists(ckpt.path)) result.losses = ckpt.load(lora, opt);
+    if (o.resume && fs::exists(ckpt.file.path)) result.losses = ckpt.load(lora, opt);
     result.resumed_at = static_cast<int>(result.losses.size());
     for (int step = result.resumed_at; step < o.steps; ++step) {
         const auto t0 = std::chrono::steady_clock::now();
@@ -189,7 +167,7 @@ TrainLoraResult train_lora_on(models::UNet2DConditionModelImpl& unet, const at::
         if (on_step) on_step(status_after(result, o.steps, t0));
     }
     lora.save_kohya(o.out, lora_metadata(o), o.half);
-    fs::remove(ckpt.path);
+    fs::remove(ckpt.file.path);
     result.path = o.out;
     return result;
 }

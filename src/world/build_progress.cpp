@@ -24,6 +24,10 @@ std::string vae_path(const std::string& out) { return (fs::path(out) / "make-wor
 
 std::string describe(uint64_t seed, bool quick) { return "--seed " + std::to_string(seed) + (quick ? " --quick" : ""); }
 
+std::string checkpoint_path(const std::string& out, const std::string& phase) {
+    return (fs::path(out) / ("make-world." + phase + ".checkpoint")).string();
+}
+
 }  // namespace
 
 std::string BuildProgress::record_path(const std::string& out) { return (fs::path(out) / "make-world.progress.json").string(); }
@@ -33,6 +37,7 @@ BuildProgress::BuildProgress(const MakeWorldOptions& o, const std::string& plan,
     const std::string path = record_path(out_);
     if (!o.resume || !fs::exists(path)) {
         remove();
+        write(r);  // from now on OUT holds a build in progress, whatever stops it
         return;
     }
     nlohmann::json j;
@@ -56,8 +61,16 @@ bool BuildProgress::done(const std::string& phase) const { return std::find(done
 
 void BuildProgress::finish(const std::string& phase, const MakeWorldResult& r) {
     if (!done(phase)) done_.push_back(phase);
+    write(r);
+}
+
+void BuildProgress::write(const MakeWorldResult& r) const {
     const nlohmann::json j = {{"seed", seed_}, {"quick", quick_}, {"plan", plan_}, {"done", done_}, {"losses", r.losses}, {"seconds", r.seconds}};
     io::write_file_atomic(record_path(out_), j.dump() + "\n");
+}
+
+PhaseCheckpoint BuildProgress::checkpoint(const std::string& phase, int every) const {
+    return {checkpoint_path(out_, phase), describe(seed_, quick_) + " " + phase + "\n" + plan_, every};
 }
 
 void BuildProgress::save_vae(models::AutoencoderKLImpl& vae) const {
@@ -82,6 +95,7 @@ void BuildProgress::load_vae(models::AutoencoderKLImpl& vae) const {
 void BuildProgress::remove() const {
     fs::remove(record_path(out_));
     fs::remove(vae_path(out_));
+    for (const char* phase : {"vae", "unet", "decoder"}) fs::remove(checkpoint_path(out_, phase));
 }
 
 }  // namespace multilora::world

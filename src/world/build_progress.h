@@ -2,7 +2,8 @@
 // in order (vae, unet, decoder, then one per concept); each is recorded when it ends, with the losses and
 // seconds of every phase so far, in OUT/make-world.progress.json (written atomically). The VAE's float32
 // weights go beside it (OUT/make-world.vae.safetensors): the UNet phase encodes its scenes with them, while
-// the later phases read the model file, which the UNet and decoder phases write. A finished build removes both.
+// the later phases read the model file, which the UNet and decoder phases write. Within the VAE, UNet and
+// decoder phases, OUT/make-world.<phase>.checkpoint keeps the steps done. A finished build removes them all.
 #pragma once
 
 #include <string>
@@ -18,8 +19,8 @@ namespace multilora::world {
 
 class BuildProgress {
 public:
-    // A fresh build (options.resume false, or nothing recorded in OUT) removes an earlier record. A resumed one
-    // reads it into `result`'s losses and seconds; throws UsageError when it was made with another seed,
+    // A fresh build (options.resume false, or nothing recorded in OUT) removes an earlier record and starts its
+    // own, with nothing done. A resumed one reads it into `result`'s losses and seconds; throws UsageError when it was made with another seed,
     // --quick or other training settings (`plan`: a description of them).
     BuildProgress(const MakeWorldOptions& options, const std::string& plan, MakeWorldResult& result);
 
@@ -27,6 +28,9 @@ public:
     bool done(const std::string& phase) const;
     // Records `phase` as finished, with `result`'s losses and seconds.
     void finish(const std::string& phase, const MakeWorldResult& result);
+
+    // Where `phase` (vae, unet, decoder) keeps its steps done, every `every` steps.
+    PhaseCheckpoint checkpoint(const std::string& phase, int every) const;
 
     void save_vae(models::AutoencoderKLImpl& vae) const;
     // The VAE as the VAE phase left it: its weights (no longer trainable) and scaling factor.
@@ -37,6 +41,8 @@ public:
     static std::string record_path(const std::string& out);
 
 private:
+    void write(const MakeWorldResult& result) const;
+
     std::string out_, plan_;
     uint64_t seed_;
     bool quick_;

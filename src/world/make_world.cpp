@@ -133,9 +133,10 @@ void train_loras(WorldModel& m, const MakeWorldOptions& o, const WorldPlan& plan
 }
 
 // The decoder phase on a model read back from its file; the caller saves it again.
-void refine_loaded_decoder(WorldModel& m, const WorldPlan& plan, MakeWorldResult& r, const PhaseCallback& on_step) {
+void refine_loaded_decoder(WorldModel& m, const WorldPlan& plan, MakeWorldResult& r, const PhaseCallback& on_step,
+                           const PhaseCheckpoint& checkpoint = {}) {
     const auto t0 = Clock::now();
-    r.losses["decoder"] = refine_vae_decoder(*m.vae, plan.decoder, on_step);
+    r.losses["decoder"] = refine_vae_decoder(*m.vae, plan.decoder, on_step, checkpoint);
     r.seconds["decoder"] = seconds_since(t0);
 }
 
@@ -191,6 +192,7 @@ WorldPlan world_plan(const MakeWorldOptions& o) {
         p.decoder.steps = 10, p.decoder.batch = 2;
         p.unet.steps = 40, p.unet.batch = 4, p.unet.dataset = 32;
         p.lora_steps = 4, p.lora_batch = 2, p.lora_images = 4;
+        p.checkpoint_every = 10;
     }
     return p;
 }
@@ -209,7 +211,7 @@ namespace {
 void vae_phase(WorldModel& m, const WorldPlan& plan, BuildProgress& progress, MakeWorldResult& r, const PhaseCallback& on_step) {
     if (progress.done("vae")) return progress.load_vae(*m.vae);
     const auto t0 = Clock::now();
-    r.losses["vae"] = train_vae(*m.vae, plan.vae, on_step);
+    r.losses["vae"] = train_vae(*m.vae, plan.vae, on_step, progress.checkpoint("vae", plan.checkpoint_every));
     r.seconds["vae"] = seconds_since(t0);
     progress.save_vae(*m.vae);
     progress.finish("vae", r);
@@ -221,7 +223,8 @@ void unet_phase(WorldModel& m, const MakeWorldOptions& o, const WorldPlan& plan,
     if (progress.done("unet")) return;
     const auto t0 = Clock::now();
     const auto alphas = sampling::training_alphas_cumprod(sampling::sd15_scheduler_config());
-    r.losses["unet"] = train_unet(*m.unet, *m.vae, caption_encoder(m), alphas, plan.unet, on_step);
+    r.losses["unet"] = train_unet(*m.unet, *m.vae, caption_encoder(m), alphas, plan.unet, on_step,
+                                  progress.checkpoint("unet", plan.checkpoint_every));
     r.seconds["unet"] = seconds_since(t0);
     save_model(m, r.model, o.seed);
     progress.finish("unet", r);
@@ -255,7 +258,7 @@ MakeWorldResult make_world(const MakeWorldOptions& o, const PhaseCallback& on_st
     // train-lora do; refine_decoder and retrain_loras then give the same files, and so does a resumed build.
     WorldModel shipped = loaded_model(r.model);
     if (!progress.done("decoder")) {
-        refine_loaded_decoder(shipped, plan, r, on_step);
+        refine_loaded_decoder(shipped, plan, r, on_step, progress.checkpoint("decoder", plan.checkpoint_every));
         save_model(shipped, r.model, o.seed);
         progress.finish("decoder", r);
     }

@@ -3,12 +3,14 @@
 #include <torch/torch.h>
 
 #include <chrono>
+#include <filesystem>
 
 #include "multilora/models/unet.h"
 #include "multilora/models/vae.h"
 #include "multilora/train/diffusion_objective.h"
 #include "multilora/train/image_folder.h"
 #include "multilora/train/learning_rate.h"
+#include "multilora/train/training_checkpoint.h"
 #include "multilora/util/clock.h"
 
 namespace multilora::world {
@@ -36,6 +38,28 @@ at::Tensor vae_loss(models::AutoencoderKLImpl& vae, const at::Tensor& images, do
     at::Tensor recon = vae.decode(z);
     at::Tensor kl = 0.5 * (mean.pow(2) + logvar.exp() - 1 - logvar).sum({1, 2, 3}).mean();
     return at::mse_loss(recon, images) + kl_weight * kl;
+}
+
+// A phase's steps done (the module and the optimizer restored from its checkpoint), or none.
+std::vector<double> resume_phase(const PhaseCheckpoint& c, torch::nn::Module& module, torch::optim::Optimizer& opt) {
+    if (c.path.empty() || !std::filesystem::exists(c.path)) return {};
+    std::map<std::string, at::Tensor> params;
+    for (const auto& p : module.named_parameters()) params[p.key()] = p.value();
+    return train::TrainingCheckpoint{c.path, c.fingerprint}.restore(params, opt);
+}
+
+// After each step: the checkpoint, when one is due (not after the last step: the phase's result follows).
+void checkpoint_phase(const PhaseCheckpoint& c, torch::nn::Module& module, const torch::optim::Optimizer& opt,
+                      const std::vector<double>& losses, int steps) {
+    const int done = static_cast<int>(losses.size());
+    if (c.path.empty() || c.every <= 0 || done % c.every != 0 || done >= steps) return;
+    std::map<std::string, at::Tensor> params;
+    for (const auto& p : module.named_parameters()) params[p.key()] = p.value();
+    train::TrainingCheckpoint{c.path, c.fingerprint}.save(params, opt, losses);
+}
+
+void end_phase(const PhaseCheckpoint& c) {
+    if (!c.path.empty()) std::filesystem::remove(c.path);
 }
 
 void set_scaling_factor(models::AutoencoderKLImpl& vae, uint64_t seed) {
@@ -92,11 +116,12 @@ at::Tensor step_scenes(uint64_t seed, int step, int batch, ConceptChoice (*choos
 
 }  // namespace
 
-std::vector<double> train_vae(models::AutoencoderKLImpl& vae, const VaeTraining& t, const PhaseCallback& on_step) {
+std::vector<double> train_vae(models::AutoencoderKLImpl& vae, const VaeTraining& t, const PhaseCallback& on_step,
+                              const PhaseCheckpoint& checkpoint) {
     for (auto& p : vae.parameters()) p.requires_grad_(true);
     torch::optim::AdamW opt(vae.parameters(), torch::optim::AdamWOptions(t.lr).weight_decay(0));
-    std::vector<double> losses;
-    for (int step = 0; step < t.steps; ++step) {
+    std::vector<double> losses = resume_phase(checkpoint, vae, opt);
+    for (int step = static_cast<int>(losses.size()); step < t.steps; ++step) {
         const auto t0 = Clock::now();
         const at::Tensor x = step_scenes(t.seed, step, t.batch, random_choice);
         at::Generator gen = step_generator(t.seed, step);
@@ -105,20 +130,23 @@ std::vector<double> train_vae(models::AutoencoderKLImpl& vae, const VaeTraining&
         loss.backward();
         opt.step();
         losses.push_back(loss.item<double>());
+        checkpoint_phase(checkpoint, vae, opt, losses, t.steps);
         if (on_step) on_step({"vae", step + 1, t.steps, losses.back(), seconds_since(t0)});
     }
     for (auto& p : vae.parameters()) p.requires_grad_(false);
     set_scaling_factor(vae, t.seed);
+    end_phase(checkpoint);
     return losses;
 }
 
-std::vector<double> refine_vae_decoder(models::AutoencoderKLImpl& vae, const DecoderTraining& t, const PhaseCallback& on_step) {
+std::vector<double> refine_vae_decoder(models::AutoencoderKLImpl& vae, const DecoderTraining& t, const PhaseCallback& on_step,
+                                       const PhaseCheckpoint& checkpoint) {
     std::vector<at::Tensor> params = vae.decoder->parameters();
     for (const at::Tensor& p : vae.post_quant_conv->parameters()) params.push_back(p);
     for (auto& p : params) p.requires_grad_(true);
     torch::optim::AdamW opt(params, torch::optim::AdamWOptions(t.lr).weight_decay(0));
-    std::vector<double> losses;
-    for (int step = 0; step < t.steps; ++step) {
+    std::vector<double> losses = resume_phase(checkpoint, vae, opt);
+    for (int step = static_cast<int>(losses.size()); step < t.steps; ++step) {
         const auto t0 = Clock::now();
         train::tenth_rate_for_last_quarter(opt, t.lr, step, t.steps);
         const at::Tensor x = step_scenes(t.seed, step, t.batch, independent_choice);
@@ -132,9 +160,11 @@ std::vector<double> refine_vae_decoder(models::AutoencoderKLImpl& vae, const Dec
         loss.backward();
         opt.step();
         losses.push_back(loss.item<double>());
+        checkpoint_phase(checkpoint, vae, opt, losses, t.steps);
         if (on_step) on_step({"decoder", step + 1, t.steps, losses.back(), seconds_since(t0)});
     }
     for (auto& p : params) p.requires_grad_(false);
+    end_phase(checkpoint);
     return losses;
 }
 
@@ -160,15 +190,16 @@ void encode_base_dataset(models::AutoencoderKLImpl& vae, const std::function<at:
 
 std::vector<double> train_unet(models::UNet2DConditionModelImpl& unet, models::AutoencoderKLImpl& vae,
                                const std::function<at::Tensor(const std::string&)>& encode,
-                               const at::Tensor& alphas_cumprod, const UnetTraining& t, const PhaseCallback& on_step) {
+                               const at::Tensor& alphas_cumprod, const UnetTraining& t, const PhaseCallback& on_step,
+                               const PhaseCheckpoint& checkpoint) {
     std::vector<at::Tensor> latents, contexts;
     encode_base_dataset(vae, encode, t, latents, contexts);
     const at::Tensor empty = encode("");
     const train::DiffusionObjective objective(alphas_cumprod);
     for (auto& p : unet.parameters()) p.requires_grad_(true);
     torch::optim::AdamW opt(unet.parameters(), torch::optim::AdamWOptions(t.lr).weight_decay(1e-2));
-    std::vector<double> losses;
-    for (int step = 0; step < t.steps; ++step) {
+    std::vector<double> losses = resume_phase(checkpoint, unet, opt);
+    for (int step = static_cast<int>(losses.size()); step < t.steps; ++step) {
         const auto t0 = Clock::now();
         at::Generator gen = step_generator(t.seed, step);
         at::Tensor picks = at::randint(0, static_cast<int64_t>(latents.size()), {t.batch}, gen, at::kLong);
@@ -184,9 +215,11 @@ std::vector<double> train_unet(models::UNet2DConditionModelImpl& unet, models::A
         loss.backward();
         opt.step();
         losses.push_back(loss.item<double>());
+        checkpoint_phase(checkpoint, unet, opt, losses, t.steps);
         if (on_step) on_step({"unet", step + 1, t.steps, losses.back(), seconds_since(t0)});
     }
     for (auto& p : unet.parameters()) p.requires_grad_(false);
+    end_phase(checkpoint);
     return losses;
 }
 

@@ -41,6 +41,8 @@ struct WorldPlan {
     // 87%, 65%, 82%; 1000 steps blip hat 80%. lr 5e-3 (rank 16) diverged.
     int lora_steps = 1000, lora_batch = 8, lora_images = 256, lora_rank = 8;
     double lora_lr = 3e-3;
+    // Steps between the VAE, UNet and decoder phases' checkpoints (for --resume; ~45 s of the UNet phase).
+    int checkpoint_every = 200;
 };
 WorldPlan world_plan(const MakeWorldOptions& options);
 

@@ -31,6 +31,14 @@ struct PhaseStatus {
 };
 using PhaseCallback = std::function<void(const PhaseStatus&)>;
 
+// Where a training phase keeps its resumable state (train::TrainingCheckpoint: the module's parameters, AdamW's
+// state, the losses), written every `every` steps and removed when the phase ends. A phase that finds the
+// file continues from it, to the same weights as an uninterrupted run. No path: no checkpoint.
+struct PhaseCheckpoint {
+    std::string path, fingerprint;
+    int every = 0;
+};
+
 // Scenes as a [n, 3, size, size] tensor in [-1, 1], scene i sampled from seeds[i] with `choice`.
 at::Tensor render_batch(const std::vector<uint64_t>& seeds, const ConceptChoice& choice, int size = kImageSize);
 
@@ -41,7 +49,8 @@ struct VaeTraining {
 };
 // Trains the VAE on fresh generic and concept scenes; returns the per-step losses. Afterwards sets the
 // VAE config's scaling_factor to 1 / std of the latents of 64 scenes (as SD's 0.18215 was chosen).
-std::vector<double> train_vae(models::AutoencoderKLImpl& vae, const VaeTraining& t, const PhaseCallback& on_step);
+std::vector<double> train_vae(models::AutoencoderKLImpl& vae, const VaeTraining& t, const PhaseCallback& on_step,
+                              const PhaseCheckpoint& checkpoint = {});
 
 // The decoder trained further with the encoder frozen, as Stability's sd-vae-ft-mse was: the latents, and so
 // the UNet and the LoRAs trained on them, stay as they are, while the pictures sharpen. Scenes with every
@@ -53,7 +62,8 @@ struct DecoderTraining {
 };
 // Trains the decoder and post_quant_conv by the MSE of decode(encode_mean(x)) to x; the encoder, quant_conv
 // and the scaling factor are not touched. Returns the per-step losses.
-std::vector<double> refine_vae_decoder(models::AutoencoderKLImpl& vae, const DecoderTraining& t, const PhaseCallback& on_step);
+std::vector<double> refine_vae_decoder(models::AutoencoderKLImpl& vae, const DecoderTraining& t, const PhaseCallback& on_step,
+                                       const PhaseCheckpoint& checkpoint = {});
 
 struct UnetTraining {
     int steps = 4000, batch = 32, dataset = 8192;
@@ -64,6 +74,7 @@ struct UnetTraining {
 // the frozen text encoder (`encode` maps a caption to its hidden states).
 std::vector<double> train_unet(models::UNet2DConditionModelImpl& unet, models::AutoencoderKLImpl& vae,
                                const std::function<at::Tensor(const std::string&)>& encode,
-                               const at::Tensor& alphas_cumprod, const UnetTraining& t, const PhaseCallback& on_step);
+                               const at::Tensor& alphas_cumprod, const UnetTraining& t, const PhaseCallback& on_step,
+                               const PhaseCheckpoint& checkpoint = {});
 
 }  // namespace multilora::world
