@@ -277,6 +277,12 @@ TEST(WorldMake, ResumedBuildWritesTheFilesOfAnUninterruptedOne) {
     world::MakeWorldOptions stopped = whole;
     stopped.out = (dir / "stopped").string();
     EXPECT_THROW(world::make_world(stopped, run_until("vae", 1)), Stop);
+    try {  // without --resume, a recorded build is not thrown away
+        world::make_world(stopped, run_until("vae", 1));
+        ADD_FAILURE() << "an interrupted build was started afresh";
+    } catch (const UsageError& e) {
+        EXPECT_NE(std::string(e.what()).find("add --resume to continue it"), std::string::npos) << e.what();
+    }
     stopped.resume = true;
     stopped.seed = 8;
     try {

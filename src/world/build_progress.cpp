@@ -35,7 +35,7 @@ std::string BuildProgress::record_path(const std::string& out) { return (fs::pat
 BuildProgress::BuildProgress(const MakeWorldOptions& o, const std::string& plan, MakeWorldResult& r)
     : out_(o.out), plan_(plan), seed_(o.seed), quick_(o.quick) {
     const std::string path = record_path(out_);
-    if (!o.resume || !fs::exists(path)) {
+    if (!fs::exists(path)) {
         remove();
         write(r);  // from now on OUT holds a build in progress, whatever stops it
         return;
@@ -47,13 +47,17 @@ BuildProgress::BuildProgress(const MakeWorldOptions& o, const std::string& plan,
         r.losses = j.at("losses").get<std::map<std::string, std::vector<double>>>();
         r.seconds = j.at("seconds").get<std::map<std::string, double>>();
     } catch (const nlohmann::json::exception& e) {
-        throw UsageError(path + " is not a make-world record (" + e.what() + "); build afresh without --resume");
+        throw UsageError(path + " is not a make-world record (" + e.what() + "); remove it to build afresh");
     }
+    // Hours of training are not thrown away by a forgotten flag.
+    if (!o.resume)
+        throw UsageError(out_ + " holds an interrupted make-world (" + std::to_string(done_.size()) +
+                         " phases done); add --resume to continue it, or remove " + path + " to build afresh");
     const std::string recorded = describe(j.value("seed", uint64_t{0}), j.value("quick", false));
     if (recorded != describe(seed_, quick_))
-        throw UsageError(out_ + " holds an interrupted make-world " + recorded + "; resume it with the same options, or build afresh without --resume");
+        throw UsageError(out_ + " holds an interrupted make-world " + recorded + "; resume it with the same options, or remove " + path + " to build afresh");
     if (j.value("plan", std::string()) != plan_)
-        throw UsageError(out_ + " holds an interrupted make-world with other training settings (an older multilora?); build afresh without --resume");
+        throw UsageError(out_ + " holds an interrupted make-world with other training settings (an older multilora?); remove " + path + " to build afresh");
     resumed_ = true;
 }
 
@@ -81,11 +85,11 @@ void BuildProgress::save_vae(models::AutoencoderKLImpl& vae) const {
 
 void BuildProgress::load_vae(models::AutoencoderKLImpl& vae) const {
     const std::string path = vae_path(out_);
-    if (!fs::exists(path)) throw UsageError(out_ + ": the interrupted build's VAE (" + path + ") is missing; build afresh without --resume");
+    if (!fs::exists(path)) throw UsageError(out_ + ": the interrupted build's VAE (" + path + ") is missing; remove " + record_path(out_) + " to build afresh");
     const auto file = io::SafetensorsFile::open(path);
     torch::NoGradGuard no_grad;
     for (auto& [name, tensor] : models::named_tensors(vae)) {
-        if (!file->contains(name)) throw UsageError(path + " lacks " + name + "; build afresh without --resume");
+        if (!file->contains(name)) throw UsageError(path + " lacks " + name + "; remove " + record_path(out_) + " to build afresh");
         tensor.copy_(file->tensor(name));
         tensor.requires_grad_(false);
     }

@@ -19,9 +19,10 @@ namespace multilora::world {
 
 class BuildProgress {
 public:
-    // A fresh build (options.resume false, or nothing recorded in OUT) removes an earlier record and starts its
-    // own, with nothing done. A resumed one reads it into `result`'s losses and seconds; throws UsageError when it was made with another seed,
-    // --quick or other training settings (`plan`: a description of them).
+    // With nothing recorded in OUT, a fresh build: stale checkpoints go and a record with nothing done starts.
+    // Otherwise the record is read into `result`'s losses and seconds. Throws UsageError when there is a record
+    // and options.resume is false, or when it was made with another seed, --quick or other training settings
+    // (`plan`: a description of them).
     BuildProgress(const MakeWorldOptions& options, const std::string& plan, MakeWorldResult& result);
 
     bool resumed() const { return resumed_; }

@@ -25,7 +25,7 @@ struct MakeWorldOptions {
     bool quick = false;  // a smoke build: every phase runs a few steps on little data (about a minute)
     // Continue an interrupted build in `out`: the phases it finished (VAE, UNet, decoder, each LoRA) are kept
     // and the rest runs, to the same files as an uninterrupted build. With nothing recorded, a fresh build; with
-    // a finished one (same seed and --quick), that world as it is.
+    // a finished one (same seed and --quick), that world as it is. Without it, a recorded build is refused.
     bool resume = false;
 };
 
