@@ -76,7 +76,7 @@ TEST(WorldTraining, DecoderRefinementKeepsTheLatentSpace) {
     const auto losses = world::refine_vae_decoder(*vae, t, [&](const world::PhaseStatus& s) {
         EXPECT_EQ(s.phase, "decoder");
         EXPECT_EQ(s.step, ++calls);
-    });
+    }).losses;
     ASSERT_EQ(losses.size(), 40u);
     EXPECT_EQ(calls, 40);
     torch::NoGradGuard no_grad;
@@ -232,10 +232,12 @@ TEST(WorldMake, ResumedBuildWritesTheFilesOfAnUninterruptedOne) {
     const fs::path record = fs::path(o.out) / "make-world.progress.json";
     const std::string first_lora = world::concepts().at(0).id, second_lora = world::concepts().at(1).id;
     std::map<std::string, int> first_step;  // each phase's first step in a run
+    std::map<std::string, std::map<int, double>> step_seconds;  // each step's time in the run that last made it
     auto run_until = [&](const std::string& stop_phase, int stop_step) {
         first_step.clear();
         return [&, stop_phase, stop_step](const world::PhaseStatus& s) {
             first_step.emplace(s.phase, s.step);
+            step_seconds[s.phase][s.step] = s.step_seconds;
             if (s.phase == stop_phase && s.step == stop_step) throw Stop{};
         };
     };
@@ -262,8 +264,14 @@ TEST(WorldMake, ResumedBuildWritesTheFilesOfAnUninterruptedOne) {
     ASSERT_EQ(resumed.loras.size(), uninterrupted.loras.size());
     for (size_t i = 0; i < resumed.loras.size(); ++i) EXPECT_EQ(sha(resumed.loras[i]), sha(uninterrupted.loras[i])) << resumed.loras[i];
     EXPECT_EQ(sha(resumed.lora_info), sha(uninterrupted.lora_info));
-    EXPECT_EQ(json::parse(test::read_bytes(resumed.training_json)).at("losses"),
-              json::parse(test::read_bytes(uninterrupted.training_json)).at("losses"));
+    const json resumed_training = json::parse(test::read_bytes(resumed.training_json));
+    EXPECT_EQ(resumed_training.at("losses"), json::parse(test::read_bytes(uninterrupted.training_json)).at("losses"));
+    // A phase's seconds count the run that reached its checkpoint too: at least the time of every step kept.
+    for (const char* phase : {"vae", "unet"}) {
+        double kept = 0;
+        for (const auto& [step, secs] : step_seconds.at(phase)) kept += secs;
+        EXPECT_GE(resumed_training.at("seconds").at(phase).get<double>(), kept) << phase;
+    }
     for (const auto& entry : fs::directory_iterator(o.out))  // the record and the checkpoints are gone
         EXPECT_FALSE(starts_with(entry.path().filename().string(), "make-world.")) << entry.path();
 
@@ -292,4 +300,30 @@ TEST(WorldMake, ResumedBuildWritesTheFilesOfAnUninterruptedOne) {
         EXPECT_NE(std::string(e.what()).find("interrupted make-world --seed 7 --quick"), std::string::npos) << e.what();
     }
     EXPECT_TRUE(fs::exists(fs::path(stopped.out) / "make-world.progress.json"));  // a refusal keeps the record
+}
+
+// Ctrl-C on the command line: the build stops with exit 130 and a line giving the command that continues it
+// (with the build's non-default --seed and --quick); that command, run as printed, finishes the build from
+// the VAE phase's checkpoint and leaves no record or checkpoint behind.
+TEST(WorldMake, CtrlCStopsTheBuildAndThePrintedCommandFinishesIt) {
+    const fs::path dir = test::make_temp_dir("world-sigint");
+    const std::string out = (dir / "w").string(), bin = ML_BINARY_PATH;
+    // SIGINT once the VAE phase has written its step-10 checkpoint (of --quick's 30 steps).
+    const auto stopped = test::run_shell("( " + bin + " make-world --quick --seed 9 --threads 1 --out " + out +
+                                         " & pid=$!; while [ ! -e " + out + "/make-world.vae.checkpoint ] && kill -0 $pid; "
+                                         "do sleep 0.02; done; kill -INT $pid; wait $pid; echo \"exit=$?\" )");
+    ASSERT_NE(stopped.output.find("exit=130"), std::string::npos) << stopped.output;
+    EXPECT_NE(stopped.output.find("interrupted by SIGINT"), std::string::npos) << stopped.output;
+    const std::string printed = "`multilora make-world --resume --out " + out + " --seed 9 --quick`";
+    ASSERT_NE(stopped.output.find(printed), std::string::npos) << stopped.output;
+    EXPECT_TRUE(fs::exists(fs::path(out) / "make-world.progress.json"));
+    EXPECT_FALSE(fs::exists(fs::path(out) / "training.json"));
+
+    const auto resumed = test::run_multilora(printed.substr(printed.find(' ') + 1, printed.size() - 2 - printed.find(' ')));
+    ASSERT_EQ(resumed.exit_code, 0) << resumed.output;
+    const json t = json::parse(test::read_bytes(fs::path(out) / "training.json"));
+    EXPECT_EQ(t.at("seed"), 9);
+    EXPECT_EQ(t.at("losses").at("vae").size(), 30u);
+    for (const auto& entry : fs::directory_iterator(out))
+        EXPECT_FALSE(starts_with(entry.path().filename().string(), "make-world.")) << entry.path();
 }

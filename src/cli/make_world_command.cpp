@@ -37,7 +37,7 @@ struct PhaseBars {
     std::unique_ptr<StepProgress> bar;
     std::string phase;
     void update(const std::string& name, int step, int total, double seconds, const std::string& detail) {
-        throw_if_interrupted();  // Ctrl-C / SIGTERM: the phase in progress is dropped; finished ones stay for --resume
+        throw_if_interrupted();  // Ctrl-C / SIGTERM: finished phases and the running one's last checkpoint stay for --resume
         if (name != phase) {
             if (bar) bar->finish();
             bar = std::make_unique<StepProgress>(name);
@@ -82,7 +82,7 @@ world::MakeWorldResult world_files(const MakeWorldCli& c, PhaseBars& bars) {
     return result;
 }
 
-// Ctrl-C or SIGTERM: the phase in progress is dropped, finished phases stay in OUT for --resume, exit 130.
+// Ctrl-C or SIGTERM: finished phases and the running phase's last checkpoint stay in OUT for --resume, exit 130.
 void run_make_world(const MakeWorldCli& c) {
     pipeline::configure_threads(c.threads);
     InterruptScope interrupts;
@@ -121,6 +121,14 @@ void run_make_world(const MakeWorldCli& c) {
     io::write_file_atomic(c.world.out + "/world_check.md", check.markdown());
     spdlog::info("the world is in {}", c.world.out);
     std::printf("%s\n%s\n%s", result.model.c_str(), result.lora_info.c_str(), check.markdown().c_str());
+}
+
+// The command line that continues an interrupted build: the options that the record checks, as given.
+std::string resume_command(const world::MakeWorldOptions& o) {
+    std::string cmd = "multilora make-world --resume --out " + o.out;
+    if (o.seed != world::MakeWorldOptions{}.seed) cmd += " --seed " + std::to_string(o.seed);
+    if (o.quick) cmd += " --quick";
+    return cmd;
 }
 
 }  // namespace
@@ -168,8 +176,7 @@ Command add_make_world_command(CLI::App& app) {
             run_make_world(*c);
         } catch (const Interrupted&) {
             if (!c->evidence_only && !c->retrain_loras && !c->refine_decoder)
-                spdlog::warn("make-world stopped; `multilora make-world --resume --out {}{}` continues from the last finished phase",
-                             c->world.out, c->world.quick ? " --quick" : "");
+                spdlog::warn("make-world stopped; `{}` continues from the last checkpoint", resume_command(c->world));
             throw;
         }
     };

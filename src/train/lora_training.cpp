@@ -74,15 +74,11 @@ std::string options_fingerprint(const TrainLoraOptions& o, size_t examples) {
 struct Checkpoint {
     TrainingCheckpoint file;
     void save(const TrainableLora& lora, const torch::optim::Optimizer& opt, const std::vector<double>& losses) const {
-        file.save(lora.named_factors(), opt, losses);
+        file.save(lora.named_factors(), opt, {losses});
     }
     // The losses of the steps done, after restoring the factors and the optimizer state.
     std::vector<double> load(TrainableLora& lora, torch::optim::Optimizer& opt) const {
-        std::vector<std::string> names;
-        for (const auto& [name, t] : lora.named_factors()) names.push_back(name);
-        TrainingCheckpoint::State state = file.load(names, opt);
-        lora.load(state.tensors);
-        return state.losses;
+        return file.restore(lora.named_factors(), opt).losses;
     }
 };
 

@@ -102,16 +102,6 @@ std::map<std::string, at::Tensor> TrainableLora::named_factors() const {
     return out;
 }
 
-void TrainableLora::load(const std::map<std::string, at::Tensor>& factors) {
-    torch::NoGradGuard no_grad;
-    for (auto& [name, tensor] : named_factors()) {
-        auto it = factors.find(name);
-        if (it == factors.end() || !it->second.sizes().equals(tensor.sizes()))
-            throw RuntimeError("checkpoint does not match this LoRA (missing or reshaped " + name + ")");
-        tensor.copy_(it->second);
-    }
-}
-
 void TrainableLora::save_kohya(const std::string& path, const std::map<std::string, std::string>& metadata,
                                bool half) const {
     std::vector<std::pair<std::string, at::Tensor>> tensors;

@@ -11,10 +11,11 @@ namespace fs = std::filesystem;
 namespace multilora::train {
 
 void TrainingCheckpoint::save(const std::map<std::string, at::Tensor>& tensors, const torch::optim::Optimizer& opt,
-                              const std::vector<double>& losses) const {
+                              const TrainingProgress& progress) const {
     torch::serialize::OutputArchive archive;
     for (const auto& [name, t] : tensors) archive.write("factor/" + name, t.detach());
-    archive.write("losses", torch::tensor(losses, at::kDouble));
+    archive.write("losses", torch::tensor(progress.losses, at::kDouble));
+    archive.write("seconds", torch::full({}, progress.seconds, at::kDouble));
     archive.write("fingerprint", c10::IValue(fingerprint));
     torch::serialize::OutputArchive opt_archive;
     opt.save(opt_archive);
@@ -41,13 +42,14 @@ TrainingCheckpoint::State TrainingCheckpoint::load(const std::vector<std::string
     torch::serialize::InputArchive opt_archive;
     archive.read("optimizer", opt_archive);
     opt.load(opt_archive);
-    at::Tensor losses;
+    at::Tensor losses, seconds;
     archive.read("losses", losses);
-    state.losses.assign(losses.data_ptr<double>(), losses.data_ptr<double>() + losses.numel());
+    state.progress.losses.assign(losses.data_ptr<double>(), losses.data_ptr<double>() + losses.numel());
+    if (archive.try_read("seconds", seconds)) state.progress.seconds = seconds.item<double>();  // older checkpoints: 0
     return state;
 }
 
-std::vector<double> TrainingCheckpoint::restore(const std::map<std::string, at::Tensor>& tensors, torch::optim::Optimizer& opt) const {
+TrainingProgress TrainingCheckpoint::restore(const std::map<std::string, at::Tensor>& tensors, torch::optim::Optimizer& opt) const {
     std::vector<std::string> names;
     for (const auto& [name, t] : tensors) names.push_back(name);
     State state = load(names, opt);
@@ -57,7 +59,7 @@ std::vector<double> TrainingCheckpoint::restore(const std::map<std::string, at::
         if (!value.sizes().equals(t.sizes())) throw RuntimeError("checkpoint " + path + ": " + name + " has another shape");
         t.copy_(value);
     }
-    return state.losses;
+    return state.progress;
 }
 
 }  // namespace multilora::train

@@ -135,9 +135,9 @@ void train_loras(WorldModel& m, const MakeWorldOptions& o, const WorldPlan& plan
 // The decoder phase on a model read back from its file; the caller saves it again.
 void refine_loaded_decoder(WorldModel& m, const WorldPlan& plan, MakeWorldResult& r, const PhaseCallback& on_step,
                            const PhaseCheckpoint& checkpoint = {}) {
-    const auto t0 = Clock::now();
-    r.losses["decoder"] = refine_vae_decoder(*m.vae, plan.decoder, on_step, checkpoint);
-    r.seconds["decoder"] = seconds_since(t0);
+    const PhaseResult phase = refine_vae_decoder(*m.vae, plan.decoder, on_step, checkpoint);
+    r.losses["decoder"] = phase.losses;
+    r.seconds["decoder"] = phase.seconds;
 }
 
 // Compact, losses to six decimals: fifteen LoRAs of 1000 steps would otherwise take half a megabyte of the
@@ -210,9 +210,9 @@ namespace {
 // The VAE phase, or its weights from an interrupted build.
 void vae_phase(WorldModel& m, const WorldPlan& plan, BuildProgress& progress, MakeWorldResult& r, const PhaseCallback& on_step) {
     if (progress.done("vae")) return progress.load_vae(*m.vae);
-    const auto t0 = Clock::now();
-    r.losses["vae"] = train_vae(*m.vae, plan.vae, on_step, progress.checkpoint("vae", plan.checkpoint_every));
-    r.seconds["vae"] = seconds_since(t0);
+    const PhaseResult phase = train_vae(*m.vae, plan.vae, on_step, progress.checkpoint("vae", plan.checkpoint_every));
+    r.losses["vae"] = phase.losses;
+    r.seconds["vae"] = phase.seconds;
     progress.save_vae(*m.vae);
     progress.finish("vae", r);
 }
@@ -221,11 +221,11 @@ void vae_phase(WorldModel& m, const WorldPlan& plan, BuildProgress& progress, Ma
 void unet_phase(WorldModel& m, const MakeWorldOptions& o, const WorldPlan& plan, BuildProgress& progress, MakeWorldResult& r,
                 const PhaseCallback& on_step) {
     if (progress.done("unet")) return;
-    const auto t0 = Clock::now();
     const auto alphas = sampling::training_alphas_cumprod(sampling::sd15_scheduler_config());
-    r.losses["unet"] = train_unet(*m.unet, *m.vae, caption_encoder(m), alphas, plan.unet, on_step,
-                                  progress.checkpoint("unet", plan.checkpoint_every));
-    r.seconds["unet"] = seconds_since(t0);
+    const PhaseResult phase = train_unet(*m.unet, *m.vae, caption_encoder(m), alphas, plan.unet, on_step,
+                                         progress.checkpoint("unet", plan.checkpoint_every));
+    r.losses["unet"] = phase.losses;
+    r.seconds["unet"] = phase.seconds;
     save_model(m, r.model, o.seed);
     progress.finish("unet", r);
 }

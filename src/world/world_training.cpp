@@ -40,27 +40,48 @@ at::Tensor vae_loss(models::AutoencoderKLImpl& vae, const at::Tensor& images, do
     return at::mse_loss(recon, images) + kl_weight * kl;
 }
 
-// A phase's steps done (the module and the optimizer restored from its checkpoint), or none.
-std::vector<double> resume_phase(const PhaseCheckpoint& c, torch::nn::Module& module, torch::optim::Optimizer& opt) {
-    if (c.path.empty() || !std::filesystem::exists(c.path)) return {};
+std::map<std::string, at::Tensor> parameters_by_name(const torch::nn::Module& module) {
     std::map<std::string, at::Tensor> params;
     for (const auto& p : module.named_parameters()) params[p.key()] = p.value();
-    return train::TrainingCheckpoint{c.path, c.fingerprint}.restore(params, opt);
+    return params;
 }
 
-// After each step: the checkpoint, when one is due (not after the last step: the phase's result follows).
-void checkpoint_phase(const PhaseCheckpoint& c, torch::nn::Module& module, const torch::optim::Optimizer& opt,
-                      const std::vector<double>& losses, int steps) {
-    const int done = static_cast<int>(losses.size());
-    if (c.path.empty() || c.every <= 0 || done % c.every != 0 || done >= steps) return;
-    std::map<std::string, at::Tensor> params;
-    for (const auto& p : module.named_parameters()) params[p.key()] = p.value();
-    train::TrainingCheckpoint{c.path, c.fingerprint}.save(params, opt, losses);
-}
+// A phase in progress: its steps' losses and the seconds it has run, those of the runs before a resume included.
+class PhaseRun {
+public:
+    // Restores the module and the optimizer from the phase's checkpoint, when there is one.
+    PhaseRun(const PhaseCheckpoint& c, torch::nn::Module& module, torch::optim::Optimizer& opt,
+             Clock::time_point start = Clock::now())
+        : c_(c), module_(module), opt_(opt), start_(start) {
+        if (!c.path.empty() && std::filesystem::exists(c.path))
+            before_ = train::TrainingCheckpoint{c.path, c.fingerprint}.restore(parameters_by_name(module), opt);
+        losses_ = before_.losses;
+    }
+    int steps_done() const { return static_cast<int>(losses_.size()); }
+    double last_loss() const { return losses_.back(); }
+    double seconds() const { return before_.seconds + seconds_since(start_); }
 
-void end_phase(const PhaseCheckpoint& c) {
-    if (!c.path.empty()) std::filesystem::remove(c.path);
-}
+    // After each step: the checkpoint, when one is due (not after the last step: the phase's result follows).
+    void step_done(double loss, int steps) {
+        losses_.push_back(loss);
+        const int done = steps_done();
+        if (c_.path.empty() || c_.every <= 0 || done % c_.every != 0 || done >= steps) return;
+        train::TrainingCheckpoint{c_.path, c_.fingerprint}.save(parameters_by_name(module_), opt_, {losses_, seconds()});
+    }
+    // The phase's result; its checkpoint is removed.
+    PhaseResult end() {
+        if (!c_.path.empty()) std::filesystem::remove(c_.path);
+        return {losses_, seconds()};
+    }
+
+private:
+    const PhaseCheckpoint& c_;
+    torch::nn::Module& module_;
+    torch::optim::Optimizer& opt_;
+    Clock::time_point start_;
+    train::TrainingProgress before_;
+    std::vector<double> losses_;
+};
 
 void set_scaling_factor(models::AutoencoderKLImpl& vae, uint64_t seed) {
     torch::NoGradGuard no_grad;
@@ -116,12 +137,12 @@ at::Tensor step_scenes(uint64_t seed, int step, int batch, ConceptChoice (*choos
 
 }  // namespace
 
-std::vector<double> train_vae(models::AutoencoderKLImpl& vae, const VaeTraining& t, const PhaseCallback& on_step,
-                              const PhaseCheckpoint& checkpoint) {
+PhaseResult train_vae(models::AutoencoderKLImpl& vae, const VaeTraining& t, const PhaseCallback& on_step,
+                      const PhaseCheckpoint& checkpoint) {
     for (auto& p : vae.parameters()) p.requires_grad_(true);
     torch::optim::AdamW opt(vae.parameters(), torch::optim::AdamWOptions(t.lr).weight_decay(0));
-    std::vector<double> losses = resume_phase(checkpoint, vae, opt);
-    for (int step = static_cast<int>(losses.size()); step < t.steps; ++step) {
+    PhaseRun run(checkpoint, vae, opt);
+    for (int step = run.steps_done(); step < t.steps; ++step) {
         const auto t0 = Clock::now();
         const at::Tensor x = step_scenes(t.seed, step, t.batch, random_choice);
         at::Generator gen = step_generator(t.seed, step);
@@ -129,24 +150,22 @@ std::vector<double> train_vae(models::AutoencoderKLImpl& vae, const VaeTraining&
         at::Tensor loss = vae_loss(vae, x, t.kl_weight, gen);
         loss.backward();
         opt.step();
-        losses.push_back(loss.item<double>());
-        checkpoint_phase(checkpoint, vae, opt, losses, t.steps);
-        if (on_step) on_step({"vae", step + 1, t.steps, losses.back(), seconds_since(t0)});
+        run.step_done(loss.item<double>(), t.steps);
+        if (on_step) on_step({"vae", step + 1, t.steps, run.last_loss(), seconds_since(t0)});
     }
     for (auto& p : vae.parameters()) p.requires_grad_(false);
     set_scaling_factor(vae, t.seed);
-    end_phase(checkpoint);
-    return losses;
+    return run.end();
 }
 
-std::vector<double> refine_vae_decoder(models::AutoencoderKLImpl& vae, const DecoderTraining& t, const PhaseCallback& on_step,
-                                       const PhaseCheckpoint& checkpoint) {
+PhaseResult refine_vae_decoder(models::AutoencoderKLImpl& vae, const DecoderTraining& t, const PhaseCallback& on_step,
+                               const PhaseCheckpoint& checkpoint) {
     std::vector<at::Tensor> params = vae.decoder->parameters();
     for (const at::Tensor& p : vae.post_quant_conv->parameters()) params.push_back(p);
     for (auto& p : params) p.requires_grad_(true);
     torch::optim::AdamW opt(params, torch::optim::AdamWOptions(t.lr).weight_decay(0));
-    std::vector<double> losses = resume_phase(checkpoint, vae, opt);
-    for (int step = static_cast<int>(losses.size()); step < t.steps; ++step) {
+    PhaseRun run(checkpoint, vae, opt);
+    for (int step = run.steps_done(); step < t.steps; ++step) {
         const auto t0 = Clock::now();
         train::tenth_rate_for_last_quarter(opt, t.lr, step, t.steps);
         const at::Tensor x = step_scenes(t.seed, step, t.batch, independent_choice);
@@ -159,13 +178,11 @@ std::vector<double> refine_vae_decoder(models::AutoencoderKLImpl& vae, const Dec
         at::Tensor loss = at::mse_loss(vae.decode(latents), x);
         loss.backward();
         opt.step();
-        losses.push_back(loss.item<double>());
-        checkpoint_phase(checkpoint, vae, opt, losses, t.steps);
-        if (on_step) on_step({"decoder", step + 1, t.steps, losses.back(), seconds_since(t0)});
+        run.step_done(loss.item<double>(), t.steps);
+        if (on_step) on_step({"decoder", step + 1, t.steps, run.last_loss(), seconds_since(t0)});
     }
     for (auto& p : params) p.requires_grad_(false);
-    end_phase(checkpoint);
-    return losses;
+    return run.end();
 }
 
 namespace {
@@ -188,18 +205,19 @@ void encode_base_dataset(models::AutoencoderKLImpl& vae, const std::function<at:
 
 }  // namespace
 
-std::vector<double> train_unet(models::UNet2DConditionModelImpl& unet, models::AutoencoderKLImpl& vae,
-                               const std::function<at::Tensor(const std::string&)>& encode,
-                               const at::Tensor& alphas_cumprod, const UnetTraining& t, const PhaseCallback& on_step,
-                               const PhaseCheckpoint& checkpoint) {
+PhaseResult train_unet(models::UNet2DConditionModelImpl& unet, models::AutoencoderKLImpl& vae,
+                       const std::function<at::Tensor(const std::string&)>& encode,
+                       const at::Tensor& alphas_cumprod, const UnetTraining& t, const PhaseCallback& on_step,
+                       const PhaseCheckpoint& checkpoint) {
+    const auto start = Clock::now();  // the dataset's encoding counts: a resumed run encodes it again
     std::vector<at::Tensor> latents, contexts;
     encode_base_dataset(vae, encode, t, latents, contexts);
     const at::Tensor empty = encode("");
     const train::DiffusionObjective objective(alphas_cumprod);
     for (auto& p : unet.parameters()) p.requires_grad_(true);
     torch::optim::AdamW opt(unet.parameters(), torch::optim::AdamWOptions(t.lr).weight_decay(1e-2));
-    std::vector<double> losses = resume_phase(checkpoint, unet, opt);
-    for (int step = static_cast<int>(losses.size()); step < t.steps; ++step) {
+    PhaseRun run(checkpoint, unet, opt, start);
+    for (int step = run.steps_done(); step < t.steps; ++step) {
         const auto t0 = Clock::now();
         at::Generator gen = step_generator(t.seed, step);
         at::Tensor picks = at::randint(0, static_cast<int64_t>(latents.size()), {t.batch}, gen, at::kLong);
@@ -214,13 +232,11 @@ std::vector<double> train_unet(models::UNet2DConditionModelImpl& unet, models::A
         at::Tensor loss = objective.loss(unet, at::cat(z), at::cat(ctx), gen);
         loss.backward();
         opt.step();
-        losses.push_back(loss.item<double>());
-        checkpoint_phase(checkpoint, unet, opt, losses, t.steps);
-        if (on_step) on_step({"unet", step + 1, t.steps, losses.back(), seconds_since(t0)});
+        run.step_done(loss.item<double>(), t.steps);
+        if (on_step) on_step({"unet", step + 1, t.steps, run.last_loss(), seconds_since(t0)});
     }
     for (auto& p : unet.parameters()) p.requires_grad_(false);
-    end_phase(checkpoint);
-    return losses;
+    return run.end();
 }
 
 }  // namespace multilora::world

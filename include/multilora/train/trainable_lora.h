@@ -38,9 +38,9 @@ public:
     TrainableLora& operator=(const TrainableLora&) = delete;
 
     std::vector<at::Tensor> parameters() const;  // every down and up factor, in layer order
-    // name -> factor ("<path>.lora_down.weight" ...), for checkpoints; load() copies values back.
+    // name -> factor ("<path>.lora_down.weight" ...), sharing the factors' storage: a checkpoint saves
+    // them and copies values back into them (train::TrainingCheckpoint::restore).
     std::map<std::string, at::Tensor> named_factors() const;
-    void load(const std::map<std::string, at::Tensor>& factors);
     size_t layer_count() const { return layers_.size(); }
 
     // Writes the kohya file (float32, or float16 with `half`), with `metadata` added to the ss_* keys.

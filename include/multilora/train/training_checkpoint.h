@@ -16,24 +16,30 @@ class Optimizer;
 
 namespace multilora::train {
 
+// The steps a checkpoint holds: their losses, and the seconds the training had run when it was written.
+struct TrainingProgress {
+    std::vector<double> losses;
+    double seconds = 0;
+};
+
 struct TrainingCheckpoint {
     std::string path;
     std::string fingerprint;  // the settings; a checkpoint made with others is refused
 
     void save(const std::map<std::string, at::Tensor>& tensors, const torch::optim::Optimizer& opt,
-              const std::vector<double>& losses) const;
+              const TrainingProgress& progress) const;
 
+    // Copies the checkpoint's tensors into `tensors` (same names and shapes; no gradient recorded), restores
+    // the optimizer's state and returns the steps done. Throws UsageError when the fingerprint differs (naming
+    // the checkpoint's settings), RuntimeError when a name is missing or reshaped.
+    TrainingProgress restore(const std::map<std::string, at::Tensor>& tensors, torch::optim::Optimizer& opt) const;
+
+private:
     struct State {
         std::map<std::string, at::Tensor> tensors;  // the names `names` asked for
-        std::vector<double> losses;
+        TrainingProgress progress;
     };
-    // Restores the optimizer's state and returns the tensors and losses. Throws UsageError when the
-    // fingerprint differs (naming the checkpoint's settings), RuntimeError when a name is missing.
     State load(const std::vector<std::string>& names, torch::optim::Optimizer& opt) const;
-
-    // Copies the checkpoint's tensors into `tensors` (same names and shapes; no gradient recorded) and
-    // returns the losses: load() for a module's own parameters.
-    std::vector<double> restore(const std::map<std::string, at::Tensor>& tensors, torch::optim::Optimizer& opt) const;
 };
 
 }  // namespace multilora::train

@@ -39,6 +39,13 @@ struct PhaseCheckpoint {
     int every = 0;
 };
 
+// What a training phase gives back: its per-step losses and the seconds it ran (with the runs before a
+// resume from its checkpoint).
+struct PhaseResult {
+    std::vector<double> losses;
+    double seconds = 0;
+};
+
 // Scenes as a [n, 3, size, size] tensor in [-1, 1], scene i sampled from seeds[i] with `choice`.
 at::Tensor render_batch(const std::vector<uint64_t>& seeds, const ConceptChoice& choice, int size = kImageSize);
 
@@ -47,10 +54,10 @@ struct VaeTraining {
     double lr = 1e-3, kl_weight = 1e-6;
     uint64_t seed = 1;
 };
-// Trains the VAE on fresh generic and concept scenes; returns the per-step losses. Afterwards sets the
+// Trains the VAE on fresh generic and concept scenes. Afterwards sets the
 // VAE config's scaling_factor to 1 / std of the latents of 64 scenes (as SD's 0.18215 was chosen).
-std::vector<double> train_vae(models::AutoencoderKLImpl& vae, const VaeTraining& t, const PhaseCallback& on_step,
-                              const PhaseCheckpoint& checkpoint = {});
+PhaseResult train_vae(models::AutoencoderKLImpl& vae, const VaeTraining& t, const PhaseCallback& on_step,
+                      const PhaseCheckpoint& checkpoint = {});
 
 // The decoder trained further with the encoder frozen, as Stability's sd-vae-ft-mse was: the latents, and so
 // the UNet and the LoRAs trained on them, stay as they are, while the pictures sharpen. Scenes with every
@@ -61,9 +68,9 @@ struct DecoderTraining {
     uint64_t seed = 3;
 };
 // Trains the decoder and post_quant_conv by the MSE of decode(encode_mean(x)) to x; the encoder, quant_conv
-// and the scaling factor are not touched. Returns the per-step losses.
-std::vector<double> refine_vae_decoder(models::AutoencoderKLImpl& vae, const DecoderTraining& t, const PhaseCallback& on_step,
-                                       const PhaseCheckpoint& checkpoint = {});
+// and the scaling factor are not touched.
+PhaseResult refine_vae_decoder(models::AutoencoderKLImpl& vae, const DecoderTraining& t, const PhaseCallback& on_step,
+                               const PhaseCheckpoint& checkpoint = {});
 
 struct UnetTraining {
     int steps = 4000, batch = 32, dataset = 8192;
@@ -72,9 +79,9 @@ struct UnetTraining {
 };
 // Trains the UNet on `dataset` base scenes (generic content and captions), encoded once by `vae` and
 // the frozen text encoder (`encode` maps a caption to its hidden states).
-std::vector<double> train_unet(models::UNet2DConditionModelImpl& unet, models::AutoencoderKLImpl& vae,
-                               const std::function<at::Tensor(const std::string&)>& encode,
-                               const at::Tensor& alphas_cumprod, const UnetTraining& t, const PhaseCallback& on_step,
-                               const PhaseCheckpoint& checkpoint = {});
+PhaseResult train_unet(models::UNet2DConditionModelImpl& unet, models::AutoencoderKLImpl& vae,
+                       const std::function<at::Tensor(const std::string&)>& encode,
+                       const at::Tensor& alphas_cumprod, const UnetTraining& t, const PhaseCallback& on_step,
+                       const PhaseCheckpoint& checkpoint = {});
 
 }  // namespace multilora::world
