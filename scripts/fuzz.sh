@@ -13,9 +13,10 @@ SECONDS_PER_TARGET=${1:-20}
 case "$SECONDS_PER_TARGET" in ''|*[!0-9]*) echo "fuzz.sh: SECONDS must be a whole number (got '$1')" >&2; exit 2 ;; esac
 BUILD=${SAN_BUILD_DIR:-build-san}
 scripts/install_deps.sh --sanitize
-CC=clang CXX=clang++ cmake -S . -B "$BUILD" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DMULTILORA_SANITIZE=ON >/dev/null
 targets=${FUZZ_TARGETS:-$(cd tests/fuzz && ls fuzz_*.cpp | sed 's/\.cpp$//')}
-cmake --build "$BUILD" -j"$(nproc)" --target $targets
+build_args=()
+for t in $targets; do build_args+=(--target "$t"); done
+SAN_BUILD_DIR=$BUILD scripts/build.sh --sanitize "${build_args[@]}"
 
 work="$BUILD/fuzz"
 mkdir -p "$work/crashes"

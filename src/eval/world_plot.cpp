@@ -16,15 +16,15 @@ namespace {
 constexpr int kWidth = 720, kHeight = 480;
 constexpr float kLeft = 60, kRight = 520, kTop = 40, kBottom = 430;
 
-const world::Rgb kPalette[] = {{0.0f, 0.0f, 0.0f},    {0.85f, 0.15f, 0.1f}, {0.1f, 0.35f, 0.9f},  {0.1f, 0.6f, 0.2f},
+const world::Rgb kMethodColors[] = {{0.0f, 0.0f, 0.0f},    {0.85f, 0.15f, 0.1f}, {0.1f, 0.35f, 0.9f},  {0.1f, 0.6f, 0.2f},
                                {0.6f, 0.2f, 0.7f},    {0.95f, 0.55f, 0.0f}, {0.0f, 0.65f, 0.7f},  {0.55f, 0.35f, 0.15f},
                                {0.9f, 0.4f, 0.65f},   {0.5f, 0.5f, 0.5f}};
 
 // recall mean and interval by method, then k (the first style's numeric ks).
-using Series = std::map<std::string, std::map<int, std::array<double, 3>>>;
+using ScoresByMethod = std::map<std::string, std::map<int, std::array<double, 3>>>;
 
-Series recall_series(const json& world, std::vector<int>& ks) {
-    Series s;
+ScoresByMethod recall_series(const json& world, std::vector<int>& ks) {
+    ScoresByMethod s;
     std::string style;
     for (const auto& g : world.at("groups")) {
         if (!g.at("k").is_number()) continue;
@@ -50,7 +50,7 @@ void to_rgb8(const world::Rgb& c, uint8_t out[3]) {
 
 void write_world_recall_plot(const std::string& path, const json& world) {
     std::vector<int> ks;
-    const Series series = recall_series(world, ks);
+    const ScoresByMethod series = recall_series(world, ks);
     auto xpos = [&](int k) {
         const size_t i = std::find(ks.begin(), ks.end(), k) - ks.begin();
         return ks.size() < 2 ? (kLeft + kRight) / 2 : kLeft + 20 + (kRight - kLeft - 40) * i / float(ks.size() - 1);
@@ -64,7 +64,7 @@ void write_world_recall_plot(const std::string& path, const json& world) {
     for (size_t m = 0; m < methods.size(); ++m) {
         auto it = series.find(methods[m]);
         if (it == series.end()) continue;
-        const world::Rgb color = kPalette[m % std::size(kPalette)];
+        const world::Rgb color = kMethodColors[m % std::size(kMethodColors)];
         const float dx = (static_cast<float>(m) - methods.size() / 2.f) * 2.5f;  // spread the interval bars
         const std::array<double, 3>* prev = nullptr;
         int prev_k = 0;
@@ -84,7 +84,7 @@ void write_world_recall_plot(const std::string& path, const json& world) {
     for (int k : ks) out.text(static_cast<int>(xpos(k)) - 10, static_cast<int>(kBottom) + 10, "k=" + std::to_string(k), 2, black);
     for (size_t m = 0; m < methods.size(); ++m) {
         uint8_t col[3];
-        to_rgb8(kPalette[m % std::size(kPalette)], col);
+        to_rgb8(kMethodColors[m % std::size(kMethodColors)], col);
         const int y = static_cast<int>(kTop) + 10 + 24 * static_cast<int>(m);
         out.fill_rect(static_cast<int>(kRight) + 30, y + 4, 22, 6, col);
         out.text(static_cast<int>(kRight) + 60, y, methods[m], 2, col, kWidth - static_cast<int>(kRight) - 64);

@@ -19,7 +19,7 @@ bool ends_with(const std::string& s, const std::string& x) {
     return s.size() >= x.size() && s.compare(s.size() - x.size(), x.size(), x) == 0;
 }
 
-std::string some(const std::vector<std::string>& keys, size_t n = 5) {
+std::string first_keys(const std::vector<std::string>& keys, size_t n = 5) {
     std::ostringstream o;
     for (size_t i = 0; i < keys.size() && i < n; ++i) o << (i ? ", " : "") << keys[i];
     if (keys.size() > n) o << " (and " << keys.size() - n << " more)";
@@ -37,7 +37,7 @@ void refuse_unsupported(const std::string& path, const std::vector<std::string>&
         if (!hits.empty())
             throw RuntimeError("'" + path + "': unsupported adapter kind " + kind +
                                "; multilora applies LoRA, LoCon, LoHa, LoKr, IA3, full diffs and DoRA. Offending keys: " +
-                               some(hits));
+                               first_keys(hits));
     }
 }
 
@@ -268,12 +268,12 @@ bool finish_group(const std::string& stem, LoraGroup& g, Problems& p, std::vecto
 void report(const std::string& path, const Problems& p) {
     if (!p.mixed.empty())
         throw RuntimeError("'" + path + "': keys of different adapter forms (LoRA, LoHa, LoKr, IA3, full) for one module: " +
-                           some(p.mixed));
+                           first_keys(p.mixed));
     if (!p.incomplete.empty())
         throw RuntimeError("'" + path + "': incomplete adapter (down weight without up weight, or a LyCORIS factor missing) for " +
-                           some(p.incomplete, 3));
-    if (!p.rank_mismatch.empty()) throw RuntimeError("'" + path + "': up and down ranks differ for " + some(p.rank_mismatch));
-    if (!p.factors.empty()) throw RuntimeError("'" + path + "': corrupt factor shapes for " + some(p.factors, 3));
+                           first_keys(p.incomplete, 3));
+    if (!p.rank_mismatch.empty()) throw RuntimeError("'" + path + "': up and down ranks differ for " + first_keys(p.rank_mismatch));
+    if (!p.factors.empty()) throw RuntimeError("'" + path + "': corrupt factor shapes for " + first_keys(p.factors, 3));
 }
 
 }  // namespace
@@ -333,7 +333,7 @@ LoraFile read_lora_file(const std::string& path) {
     }
     report(path, p);
     if (!p.unknown.empty() && out.groups.empty())
-        throw RuntimeError("'" + path + "': no key names a UNet or text-encoder module: " + some(p.unknown));
+        throw RuntimeError("'" + path + "': no key names a UNet or text-encoder module: " + first_keys(p.unknown));
     for (const auto& u : p.unknown) out.ignored_keys.push_back(u);
     return out;
 }
