@@ -16,7 +16,7 @@ scripts/install_deps.sh --sanitize
 targets=${FUZZ_TARGETS:-$(cd tests/fuzz && ls fuzz_*.cpp | sed 's/\.cpp$//')}
 build_args=()
 for t in $targets; do build_args+=(--target "$t"); done
-SAN_BUILD_DIR=$BUILD scripts/build.sh --sanitize "${build_args[@]}"
+scripts/build.sh --sanitize "${build_args[@]}"
 
 work="$BUILD/fuzz"
 mkdir -p "$work/crashes"

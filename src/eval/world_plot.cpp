@@ -16,9 +16,9 @@ namespace {
 constexpr int kWidth = 720, kHeight = 480;
 constexpr float kLeft = 60, kRight = 520, kTop = 40, kBottom = 430;
 
-const world::Rgb kMethodColors[] = {{0.0f, 0.0f, 0.0f},    {0.85f, 0.15f, 0.1f}, {0.1f, 0.35f, 0.9f},  {0.1f, 0.6f, 0.2f},
-                               {0.6f, 0.2f, 0.7f},    {0.95f, 0.55f, 0.0f}, {0.0f, 0.65f, 0.7f},  {0.55f, 0.35f, 0.15f},
-                               {0.9f, 0.4f, 0.65f},   {0.5f, 0.5f, 0.5f}};
+const world::Rgb kMethodColors[] = {
+    {0.0f, 0.0f, 0.0f},   {0.85f, 0.15f, 0.1f}, {0.1f, 0.35f, 0.9f}, {0.1f, 0.6f, 0.2f},    {0.6f, 0.2f, 0.7f},
+    {0.95f, 0.55f, 0.0f}, {0.0f, 0.65f, 0.7f},  {0.55f, 0.35f, 0.15f}, {0.9f, 0.4f, 0.65f}, {0.5f, 0.5f, 0.5f}};
 
 // recall mean and interval by method, then k (the first style's numeric ks).
 using ScoresByMethod = std::map<std::string, std::map<int, std::array<double, 3>>>;
