@@ -1,5 +1,6 @@
 // Batch composition in-process: composing a subset of attached LoRAs (LoraComposer's explicit slots) equals
-// attaching only that subset, and a batch image is exactly `generate` from its set's noise draw.
+// attaching only that subset, a batch image is exactly `generate` from its set's noise draw, and images of
+// several sets in one generation (RunSession::run_images) each get their own LoRAs.
 #include <torch/torch.h>
 
 #include <gtest/gtest.h>
@@ -7,8 +8,11 @@
 #include "batch_test_support.h"
 #include "multilora/io/png_writer.h"
 #include "multilora/lora/adapter_set.h"
+#include "multilora/models/unet.h"
+#include "multilora/models/vae.h"
 #include "multilora/pipeline/generation.h"
 #include "multilora/pipeline/model_loader.h"
+#include "multilora/pipeline/run_session.h"
 #include "multilora/compose/registry.h"
 
 namespace fs = std::filesystem;
@@ -109,4 +113,44 @@ TEST(BatchCompose, BatchImageIsGenerateFromTheSetsNoiseDraw) {
             test::read_bytes(d.out / "tiny/2_elements" / (std::string(name) + "_tiny-character_tiny-peft.png")), &w, &h);
         EXPECT_TRUE(have == want.images.at(0)) << name;
     }
+}
+
+// RunSession::run_images: two images with the same noise, one composing LoRAs {0, 3} and one {0, 2}, in one
+// generation come out as each alone within float rounding (their rows take per-row adapter groups instead of
+// one fused weight); two images with the same LoRAs are the plain two-image run exactly.
+TEST(BatchCompose, ImagesOfSeveralSetsInOneGenerationGetTheirOwnLoras) {
+    at::set_num_threads(1);
+    std::vector<lora::LoraSpec> specs;
+    for (const char* id : {"tiny-character", "tiny-peft", "tiny-style", "tiny-object"})
+        specs.push_back({(test::tiny_model_dir() / "loras" / (std::string(id) + ".safetensors")).string(), 1.0});
+    pipeline::LoadOptions load;
+    load.model_path = test::tiny_single_file();
+    pipeline::RunSession session({load, specs, 0.8});
+    const int64_t factor = session.model().vae->config().downscale_factor();
+    const at::Tensor noise =
+        pipeline::draw_initial_noise(111, 0, {1, session.model().unet->config().in_channels, 64 / factor, 64 / factor});
+    const auto image = [&](const std::vector<int>& slots, const std::string& prompt) {
+        pipeline::SessionRun r;
+        r.request = tiny_request(prompt);
+        r.request.initial_noise = noise;
+        r.method = "merge";
+        r.slots = slots;
+        return r;
+    };
+    const pipeline::SessionRun fox = image({0, 3}, "a fox"), owl = image({0, 2}, "an owl");
+    const at::Tensor fox_alone = session.run(fox).generation.latents, owl_alone = session.run(owl).generation.latents;
+    const at::Tensor mixed = session.run_images({fox, owl}).generation.latents;
+    ASSERT_EQ(mixed.size(0), 2);
+    EXPECT_LT((mixed[0] - fox_alone[0]).abs().max().item<double>(), 1e-3);
+    EXPECT_LT((mixed[1] - owl_alone[0]).abs().max().item<double>(), 1e-3);
+    EXPECT_GT((fox_alone - owl_alone).abs().max().item<double>(), 1e-2) << "the LoRAs and prompts made no difference";
+
+    pipeline::SessionRun two = fox;
+    two.request.initial_noise = noise.repeat({2, 1, 1, 1});
+    two.request.num_images = 2;
+    EXPECT_TRUE(at::equal(session.run_images({fox, fox}).generation.latents, session.run(two).generation.latents));
+
+    pipeline::SessionRun three_loras = image({0, 1, 2}, "a fox");
+    EXPECT_THROW(session.run_images({fox, three_loras}), std::exception);
+    EXPECT_THROW(session.adapters()->map_images({{0, 7}}, 2), std::exception);
 }

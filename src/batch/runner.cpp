@@ -8,12 +8,15 @@
 
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
 #include <chrono>
 #include <ctime>
 #include <filesystem>
 #include <functional>
+#include <map>
 #include <memory>
 #include <set>
+#include <tuple>
 
 #include "multilora/io/atomic_file.h"
 #include "multilora/io/jsonl.h"
@@ -543,26 +546,27 @@ public:
         for (size_t i : work.survey.images) done_[i] = work.survey.checks.at(i).state == ImageState::Finished;
     }
 
-    void run_all() {
-        for (const PlanSet* s : shard_sets(plan_, opt_.shard)) run_set(*s);
-    }
+    void run_all();
     int truncated() const { return truncated_; }
 
 private:
-    double eta_from(size_t from) const {
+    // The estimated seconds of the images still to make (groups run them out of plan order); -1 when unknown.
+    double eta_remaining() const {
         double total = 0;
-        for (size_t j = from; j < work_.todo.size(); ++j) {
-            double s = cost_.image_seconds(c_, plan_.images[work_.todo[j]]);
+        for (size_t i : work_.todo) {
+            if (done_[i]) continue;
+            const double s = cost_.image_seconds(c_, plan_.images[i]);
             if (s < 0) return -1.0;
             total += s;
         }
         return total;
     }
-    void run_set(const PlanSet& s);
-    std::vector<std::vector<size_t>> forward_groups(const PlanSet& s) const;
+    bool mixes_sets(const std::string& method) const;
+    std::vector<std::vector<size_t>> forward_groups(const std::vector<const PlanSet*>& sets) const;
+    bool complete(const PlanSet& s) const;
     pipeline::SessionRun session_run(const PlanImage& im, at::Tensor noise);
-    pipeline::SessionResult generate(pipeline::SessionRun& run, double& mean_step);
-    void run_group(const PlanSet& s, const std::vector<size_t>& group);
+    pipeline::SessionResult generate(std::vector<pipeline::SessionRun>& runs, bool one_set, double& mean_step);
+    void run_group(const std::vector<size_t>& group);
     void finish_image(const PlanSet& s, const PlanImage& im, const pipeline::SessionRun& run,
                       const pipeline::SessionResult& out, double seconds, double mean_step, double compute_overhead);
 
@@ -581,40 +585,64 @@ private:
     int index_ = 0, truncated_ = 0;
 };
 
-void Generator::run_set(const PlanSet& s) {
-    bool any_todo = false, generated_here = false;
-    for (size_t i : s.images) any_todo = any_todo || todo_set_.count(i);
-    if (any_todo) io::ensure_writable_dir(s.dir);
-    for (const std::vector<size_t>& group : forward_groups(s)) {
-        run_group(s, group);
-        for (size_t i : group) done_[i] = true;
-        generated_here = true;
+// Runs the shard's forward groups in order; a set's sheet is written when its last image is, and the gallery
+// then; sets that had nothing to do get their sheet when it is missing.
+void Generator::run_all() {
+    const std::vector<const PlanSet*> sets = shard_sets(plan_, opt_.shard);
+    std::set<size_t> ready;  // sets whose folder is checked
+    for (const std::vector<size_t>& group : forward_groups(sets)) {
+        for (size_t i : group)
+            if (ready.insert(plan_.images[i].set).second) io::ensure_writable_dir(plan_.sets[plan_.images[i].set].dir);
+        run_group(group);
+        std::set<size_t> touched;
+        for (size_t i : group) touched.insert(plan_.images[i].set);
+        bool sheets = false;
+        for (size_t set : touched)
+            if (complete(plan_.sets[set])) {
+                write_sheet(c_, plan_, plan_.sets[set]);
+                ++report_.sheets;
+                sheets = true;
+            }
+        if (sheets) refresh_gallery(c_, plan_);
     }
-    bool complete = true;
-    for (size_t i : s.images) complete = complete && done_[i];
-    std::error_code ec;
-    if (complete && (generated_here || !fs::is_regular_file(s.sheet_path, ec))) {
-        write_sheet(c_, plan_, s);
-        ++report_.sheets;
+    for (const PlanSet* s : sets) {
+        std::error_code ec;
+        if (!ready.count(static_cast<size_t>(s - plan_.sets.data())) && complete(*s) && !fs::is_regular_file(s->sheet_path, ec)) {
+            write_sheet(c_, plan_, *s);
+            ++report_.sheets;
+        }
     }
-    if (generated_here) refresh_gallery(c_, plan_);
 }
 
-// The set's unfinished images in the order they run: one at a time in plan order, or, with several images
-// per forward, those of one method (the config's seeds) in groups of up to per_forward_, in plan order.
-std::vector<std::vector<size_t>> Generator::forward_groups(const PlanSet& s) const {
+bool Generator::complete(const PlanSet& s) const {
+    return std::all_of(s.images.begin(), s.images.end(), [&](size_t i) { return bool(done_[i]); });
+}
+
+// Whether images of different sets may share a forward with this method: the method says so, and every prompt
+// encodes to one length (77 tokens: truncated, plain syntax).
+bool Generator::mixes_sets(const std::string& method) const {
+    return compose::registry().get(method).mixes_sets && c_.long_prompt == "truncate" && c_.prompt_syntax == "plain";
+}
+
+// The unfinished images in the order they run: one at a time in plan order, or, with several images per
+// forward, up to per_forward_ at a time of one method and k: the config's seeds of one set, and, for methods
+// that mix sets (MethodInfo::mixes_sets), the next sets' images too, in plan order.
+std::vector<std::vector<size_t>> Generator::forward_groups(const std::vector<const PlanSet*>& sets) const {
     std::vector<std::vector<size_t>> groups;
-    std::map<std::string, size_t> filling;  // method -> its group still taking images
-    for (size_t i : s.images) {
-        if (!todo_set_.count(i)) continue;
-        auto it = filling.find(plan_.images[i].method);
-        if (per_forward_ > 1 && it != filling.end() && groups[it->second].size() < per_forward_) {
-            groups[it->second].push_back(i);
-            continue;
+    std::map<std::tuple<size_t, std::string, int>, size_t> filling;  // (set or every set, method, k) -> open group
+    for (const PlanSet* s : sets)
+        for (size_t i : s->images) {
+            if (!todo_set_.count(i)) continue;
+            const PlanImage& im = plan_.images[i];
+            const auto key = std::make_tuple(mixes_sets(im.method) ? plan_.sets.size() : im.set, im.method, im.k);
+            auto it = filling.find(key);
+            if (per_forward_ > 1 && it != filling.end() && groups[it->second].size() < per_forward_) {
+                groups[it->second].push_back(i);
+                continue;
+            }
+            filling[key] = groups.size();
+            groups.push_back({i});
         }
-        filling[plan_.images[i].method] = groups.size();
-        groups.push_back({i});
-    }
     return groups;
 }
 
@@ -634,47 +662,66 @@ pipeline::SessionRun Generator::session_run(const PlanImage& im, at::Tensor nois
     return run;
 }
 
-// Runs one generation with the step callbacks the observer wants; `mean_step` gets its mean step time.
-pipeline::SessionResult Generator::generate(pipeline::SessionRun& run, double& mean_step) {
+// Runs one generation with the step callbacks the observer wants; `mean_step` gets its mean step time. The
+// images of one set share their prompt encoding (runs[0]'s request, the noises stacked); images of several
+// sets each bring their own prompt and LoRAs (RunSession::run_images).
+pipeline::SessionResult Generator::generate(std::vector<pipeline::SessionRun>& runs, bool one_set, double& mean_step) {
     const int finished = report_.generated;
-    run.on_step = [this, finished](int step, int total, double secs) {
+    runs.front().on_step = [this, finished](int step, int total, double secs) {
         observer_.step(step, total, secs);
         observer_.checkpoint({"mid-image", finished, step});
     };
-    pipeline::SessionResult out = b_.session->run(run);
+    pipeline::SessionResult out;
+    if (one_set) {
+        pipeline::SessionRun run = runs.front();
+        std::vector<at::Tensor> noises;
+        for (const auto& r : runs) noises.push_back(r.request.initial_noise);
+        run.request.initial_noise = at::cat(noises, 0);
+        run.request.num_images = static_cast<int>(runs.size());
+        out = b_.session->run(run);
+    } else {
+        out = b_.session->run_images(runs);
+    }
     double step_sum = 0;
     for (double x : out.generation.step_seconds) step_sum += x;
     mean_step = out.generation.step_seconds.empty() ? 0 : step_sum / static_cast<double>(out.generation.step_seconds.size());
     return out;
 }
 
-// One generation for a group of images of one method (one image, or several sharing each forward): their
-// noises stacked as one batch (each drawn from its own seed's stream), the prompt encoded once; each image is
-// then written, logged and timed on its own (a shared forward's time split evenly).
-void Generator::run_group(const PlanSet& s, const std::vector<size_t>& group) {
+// One generation for a group of images of one method (one image, or several sharing each forward), each
+// image's noise drawn from its own seed's stream; each image is then written, logged and timed on its own
+// (a shared forward's time split evenly).
+void Generator::run_group(const std::vector<size_t>& group) {
     const int todo = static_cast<int>(work_.todo.size()), n = static_cast<int>(group.size());
-    const PlanImage& first = plan_.images[group.front()];
-    observer_.image_started(first, index_, todo, eta_from(index_));
+    observer_.image_started(plan_.images[group.front()], index_, todo, eta_remaining());
     const auto t_group = std::chrono::steady_clock::now();
-    std::vector<at::Tensor> noises;
+    std::vector<pipeline::SessionRun> runs;
+    bool one_set = true;
     for (size_t i : group) {
         const PlanImage& im = plan_.images[i];
-        noises.push_back(streams_.try_emplace({im.k, im.seed}, im.seed, b_.noise_shape).first->second.get(im.noise_draw));
+        one_set = one_set && im.set == plan_.images[group.front()].set;
+        at::Tensor noise = streams_.try_emplace({im.k, im.seed}, im.seed, b_.noise_shape).first->second.get(im.noise_draw);
+        runs.push_back(session_run(im, noise));
     }
-    pipeline::SessionRun run = session_run(first, at::cat(noises, 0));
-    run.request.num_images = n;
     double mean_step = 0;
-    pipeline::SessionResult out = generate(run, mean_step);
+    const pipeline::SessionResult out = generate(runs, one_set, mean_step);
     const double each = seconds_since(t_group) / n;
     for (int j = 0; j < n; ++j) {
         const PlanImage& im = plan_.images[group[j]];
-        pipeline::SessionRun one = run;
+        pipeline::SessionRun one = runs[j];
         one.request = image_request(c_, im, at::Tensor());
         one.request.num_images = n;  // for the log; the PNG's parameters do not record it
         pipeline::SessionResult mine = out;
         mine.generation.images = {out.generation.images.at(j)};
-        if (j > 0) observer_.image_started(im, index_, todo, eta_from(index_));
-        finish_image(s, im, one, mine, each, mean_step / n, (out.generation.encode_seconds + out.generation.decode_seconds) / n);
+        if (!out.image_prompt_cuts.empty()) {
+            const auto& cut = out.image_prompt_cuts.at(j);
+            mine.generation.positive_truncated = cut.prompt;
+            mine.generation.negative_truncated = cut.negative;
+            mine.generation.prompt_truncated = cut.prompt || cut.negative;
+        }
+        if (j > 0) observer_.image_started(im, index_, todo, eta_remaining());
+        finish_image(plan_.sets[im.set], im, one, mine, each, mean_step / n,
+                     (out.generation.encode_seconds + out.generation.decode_seconds) / n);
     }
 }
 
@@ -689,6 +736,7 @@ void Generator::finish_image(const PlanSet& s, const PlanImage& im, const pipeli
     const std::string sha = write_image(c_, im, b_, run.request, result, image_manifest(c_, s, im, b_, out), observer_,
                                         finished);
     const double written = seconds_since(t_write), overhead = compute_overhead + written;
+    done_[static_cast<size_t>(&im - plan_.images.data())] = true;
     observer_.checkpoint({"before-log", finished});
     ojson line = timing_line(c_, im, b_, opt_, sha, seconds + written, mean_step, overhead);
     line["images_per_forward"] = run.request.num_images;
@@ -696,7 +744,7 @@ void Generator::finish_image(const PlanSet& s, const PlanImage& im, const pipeli
     cost_.observe(im.method, im.k, unet_rows(im.method, im.k, c_.guidance_scale), mean_step, overhead);
     ++report_.generated;
     ++index_;
-    observer_.image_finished(im, index_ - 1, todo, seconds, eta_from(index_));
+    observer_.image_finished(im, index_ - 1, todo, seconds, eta_remaining());
     observer_.checkpoint({"after-image", report_.generated});
 }
 

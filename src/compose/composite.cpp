@@ -74,5 +74,6 @@ MULTILORA_COMPOSITION_METHOD(composite) {
     info.unet_rows = [](int k, bool cfg) { return (cfg ? 2 : 1) * std::max(1, k); };
     info.cost = "2k (one batched forward with per-row adapters)";
     info.bench_k = {2, 3, 4, 5};
+    info.mixes_sets = true;
     registry.add(info, [](const MethodSetup& s) { return std::make_unique<CompositeMethod>(s); });
 }

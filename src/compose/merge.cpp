@@ -97,5 +97,6 @@ MULTILORA_COMPOSITION_METHOD(merge) {
     info.cost = "2, as without LoRA (plus a re-fuse when a schedule changes the weights)";
     info.bench_k = {1, 5};
     info.weight_schedules = true;
+    info.mixes_sets = true;
     registry.add(info, [](const MethodSetup& s) { return std::make_unique<MergeMethod>(s); });
 }

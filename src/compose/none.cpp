@@ -38,5 +38,6 @@ MULTILORA_COMPOSITION_METHOD(none) {
     info.min_loras = 0;
     info.unet_rows = [](int, bool cfg) { return cfg ? 2 : 1; };
     info.cost = "2 (1 without guidance)";
+    info.mixes_sets = true;
     registry.add(info, [](const MethodSetup& s) { return std::make_unique<NoneMethod>(s); });
 }

@@ -102,5 +102,6 @@ MULTILORA_COMPOSITION_METHOD(switch) {
     info.cost = "2, as without LoRA (plus a re-fuse at each switch)";
     info.period_steps = [](int, const MethodArgs& a) { return a.get_int("tau"); };
     info.bench_k = {5};
+    info.mixes_sets = true;
     registry.add(info, [](const MethodSetup& s) { return std::make_unique<SwitchMethod>(s); });
 }

@@ -4,6 +4,7 @@
 
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
 #include <optional>
 #include <set>
 #include <sstream>
@@ -298,15 +299,56 @@ AdapterSet::~AdapterSet() {
 }
 
 void AdapterSet::activate_text(const std::vector<int>& slots) {
-    for (auto& l : text_layers_) l.adapters->set_fused(slots);
+    const std::vector<int> attached = image_slots_.empty() ? slots : attached_slots(slots, text_image_);
+    for (auto& l : text_layers_) l.adapters->set_fused(attached);
 }
 
 void AdapterSet::activate_unet(const std::vector<int>& slots, int64_t amortize_steps) {
-    for (auto& l : unet_layers_) l.adapters->set_fused(slots, amortize_steps);
+    if (image_slots_.empty()) {
+        for (auto& l : unet_layers_) l.adapters->set_fused(slots, amortize_steps);
+        return;
+    }
+    const size_t n = image_slots_.size();
+    std::vector<std::vector<int>> rows;
+    for (size_t r = 0; r < n * static_cast<size_t>(rows_per_image_); ++r) rows.push_back(attached_slots(slots, r % n));
+    if (std::all_of(rows.begin(), rows.end(), [&](const std::vector<int>& row) { return row == rows.front(); })) {
+        for (auto& l : unet_layers_) l.adapters->set_fused(rows.front(), amortize_steps);
+        return;
+    }
+    for (auto& l : unet_layers_) l.adapters->set_row_slots(rows);
 }
 
 void AdapterSet::activate_unet_rows(const std::vector<std::vector<int>>& row_slots) {
-    for (auto& l : unet_layers_) l.adapters->set_row_slots(row_slots);
+    if (image_slots_.empty()) {
+        for (auto& l : unet_layers_) l.adapters->set_row_slots(row_slots);
+        return;
+    }
+    std::vector<std::vector<int>> rows;
+    for (size_t r = 0; r < row_slots.size(); ++r) rows.push_back(attached_slots(row_slots[r], r % image_slots_.size()));
+    for (auto& l : unet_layers_) l.adapters->set_row_slots(rows);
+}
+
+void AdapterSet::map_images(std::vector<std::vector<int>> image_slots, int rows_per_image) {
+    for (const auto& slots : image_slots)
+        for (int s : slots)
+            if (s < 0 || s >= count())
+                throw RuntimeError("image map names LoRA slot " + std::to_string(s) + ", but " + std::to_string(count()) +
+                                   " LoRA(s) are attached");
+    image_slots_ = std::move(image_slots);
+    rows_per_image_ = std::max(1, rows_per_image);
+    text_image_ = 0;
+}
+
+std::vector<int> AdapterSet::attached_slots(const std::vector<int>& composition, size_t image) const {
+    const std::vector<int>& mine = image_slots_.at(image);
+    std::vector<int> attached;
+    for (int c : composition) {
+        if (c < 0 || c >= static_cast<int>(mine.size()))
+            throw RuntimeError("composition slot " + std::to_string(c) + " is outside image " + std::to_string(image) +
+                               "'s " + std::to_string(mine.size()) + " LoRA(s)");
+        attached.push_back(mine[c]);
+    }
+    return attached;
 }
 
 void AdapterSet::set_gains(const std::vector<double>& gains) {
@@ -319,6 +361,8 @@ void AdapterSet::set_gains(const std::vector<double>& gains) {
 void AdapterSet::clear() {
     for (auto& l : unet_layers_) l.adapters->clear();
     for (auto& l : text_layers_) l.adapters->clear();
+    image_slots_.clear();
+    text_image_ = 0;
 }
 
 LoraSummary inspect_lora(const std::string& path, torch::nn::Module* unet, torch::nn::Module* text_encoder,

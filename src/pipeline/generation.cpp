@@ -209,7 +209,7 @@ private:
 }  // namespace
 
 GenerationResult generate(StableDiffusionModel& model, const GenerationRequest& request,
-                          compose::CompositionMethod* method, const StepCallback& on_step) {
+                          compose::CompositionMethod* method, const StepCallback& on_step, const PromptEncoder& encode) {
     validate_request(request);
     c10::InferenceMode inference;
     GenerationResult result;
@@ -230,7 +230,7 @@ GenerationResult generate(StableDiffusionModel& model, const GenerationRequest& 
     compose::CompositionMethod& m = method ? *method : plain;
 
     auto t0 = std::chrono::steady_clock::now();
-    const text::EncodedPrompts prompts = m.encode(request.prompt_text());
+    const text::EncodedPrompts prompts = encode ? encode(m) : m.encode(request.prompt_text());
     result.positive_truncated = prompts.prompt_truncated;
     result.negative_truncated = prompts.negative_truncated;
     result.prompt_truncated = prompts.truncated();

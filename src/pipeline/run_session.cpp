@@ -3,11 +3,13 @@
 #include <torch/torch.h>
 
 #include <chrono>
+#include <numeric>
 
 #include "multilora/compose/registry.h"
 #include "multilora/pipeline/file_hashes.h"
 #include "multilora/sampling/scheduler.h"
 #include "multilora/util/clock.h"
+#include "multilora/util/error.h"
 
 namespace multilora::pipeline {
 
@@ -35,6 +37,78 @@ SessionResult RunSession::run(const SessionRun& r) {
     } clear{adapters_.get()};
     SessionResult out;
     out.generation = generate(model_, r.request, method.get(), r.on_step);
+    out.composition = method->record();
+    return out;
+}
+
+namespace {
+
+// The runs' prompts encoded one image at a time (each with its own LoRAs in the text encoder), stacked as rows.
+text::EncodedPrompts encode_each_image(compose::CompositionMethod& method, lora::AdapterSet* adapters,
+                                       const std::vector<SessionRun>& runs, SessionResult& out) {
+    std::vector<at::Tensor> cond, uncond;
+    text::EncodedPrompts all;
+    for (size_t b = 0; b < runs.size(); ++b) {
+        if (adapters) adapters->set_text_image(b);
+        text::EncodedPrompts p = method.encode(runs[b].request.prompt_text());
+        if (b > 0 && p.cond.sizes() != cond.front().sizes())
+            throw RuntimeError("images that share a forward must encode to prompts of one length (image " +
+                               std::to_string(b) + "'s has " + std::to_string(p.chunks) + " chunk(s), image 0's " +
+                               std::to_string(all.chunks) + ")");
+        out.image_prompt_cuts.push_back({p.prompt_truncated, p.negative_truncated});
+        all.prompt_truncated = all.prompt_truncated || p.prompt_truncated;
+        all.negative_truncated = all.negative_truncated || p.negative_truncated;
+        if (b == 0) all.chunks = p.chunks;
+        cond.push_back(p.cond);
+        uncond.push_back(p.uncond);
+    }
+    all.cond = at::cat(cond, 0);
+    all.uncond = at::cat(uncond, 0);
+    return all;
+}
+
+// The runs as one request: runs[0]'s settings, every image's initial noise stacked.
+GenerationRequest joint_request(const std::vector<SessionRun>& runs) {
+    GenerationRequest request = runs.front().request;
+    std::vector<at::Tensor> noises;
+    for (const SessionRun& r : runs) {
+        if (r.method != runs.front().method || r.slots.size() != runs.front().slots.size() ||
+            !r.request.initial_noise.defined())
+            throw RuntimeError("images that share a forward need one method, as many LoRAs each, and their noise");
+        noises.push_back(r.request.initial_noise);
+    }
+    request.initial_noise = at::cat(noises, 0);
+    request.num_images = static_cast<int>(noises.front().size(0) * static_cast<int64_t>(runs.size()));
+    return request;
+}
+
+}  // namespace
+
+SessionResult RunSession::run_images(const std::vector<SessionRun>& runs) {
+    if (runs.size() == 1) return run(runs.front());
+    const SessionRun& first = runs.front();
+    const GenerationRequest request = joint_request(runs);
+    lora::AdapterSet* adapters = first.method == "none" ? nullptr : adapters_.get();
+    std::vector<int> composition(first.slots.size());
+    std::iota(composition.begin(), composition.end(), 0);
+    compose::MethodSetup setup{model_parts(model_), adapters, composition,
+                               first.args.params().empty() ? compose::default_args(first.method) : first.args, {}, {}};
+    struct ClearAdapters {
+        lora::AdapterSet* set;
+        ~ClearAdapters() {
+            if (set) set->clear();
+        }
+    } clear{adapters_.get()};
+    if (adapters) {
+        std::vector<std::vector<int>> image_slots;
+        for (const SessionRun& r : runs) image_slots.push_back(r.slots);
+        adapters->map_images(image_slots, request.guidance_scale > 1.0 ? 2 : 1);
+    }
+    std::unique_ptr<compose::CompositionMethod> method = compose::registry().create(first.method, setup);
+    SessionResult out;
+    out.generation = generate(model_, request, method.get(), first.on_step, [&](compose::CompositionMethod& m) {
+        return encode_each_image(m, adapters, runs, out);
+    });
     out.composition = method->record();
     return out;
 }

@@ -30,6 +30,10 @@ struct MethodInfo {
     std::function<int(int k, const MethodArgs& args)> period_steps;
     std::vector<int> bench_k;  // the k values `bench` measures by default (empty: not benchmarked)
     bool weight_schedules = false;  // honours --lora FILE:W@F,... weight schedules (lora/weight_schedule.h)
+    // Images of different sets, each with its own LoRAs and prompt, can share its UNet forwards: the method
+    // drives the adapters only through composition slots (AdapterSet::map_images) and reads no trigger words,
+    // categories or per-layer state (batch --batch-images across sets).
+    bool mixes_sets = false;
 
     // Whether the method composes k LoRAs (min_loras..max_loras; "none" takes any set and ignores it).
     bool takes(int k) const { return min_loras == 0 || (k >= min_loras && (max_loras == 0 || k <= max_loras)); }

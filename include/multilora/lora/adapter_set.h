@@ -110,8 +110,16 @@ public:
     void activate_unet(const std::vector<int>& slots, int64_t amortize_steps = int64_t{1} << 30);
     // UNet, per batch row: row_slots[b] lists the slots active for row b.
     void activate_unet_rows(const std::vector<std::vector<int>>& row_slots);
-    // Back to base weights everywhere, every gain back to 1.
+    // Back to base weights everywhere, every gain back to 1, no image map.
     void clear();
+    // Several images in one UNet forward, each composing its own LoRAs (batch --batch-images across sets):
+    // image b's composition slot i is the attached slot image_slots[b][i]. While an image map is set, the
+    // activate_* calls take composition slots (0..k-1): activate_text for the image set_text_image chose, the
+    // UNet calls for every image, on rows laid out as blocks of the n images (row r belongs to image r % n).
+    // `rows_per_image` is what one image brings to a whole-batch activation (2 with classifier-free guidance,
+    // 1 without). Weight schedules are not mapped. An empty map turns it off.
+    void map_images(std::vector<std::vector<int>> image_slots, int rows_per_image);
+    void set_text_image(size_t image) { text_image_ = image; }
     // Multiplies each slot's deltas by gains[slot] (1: as attached) in every layer, for weight schedules.
     // Layers drop their fused weights when a gain they hold changes; call activate_* after it.
     void set_gains(const std::vector<double>& gains);
@@ -119,13 +127,21 @@ public:
     const std::vector<AdaptedLayer>& unet_layers() const { return unet_layers_; }
     const std::vector<AdaptedLayer>& text_layers() const { return text_layers_; }
     // The slot's weight schedule (empty: constant weight).
-    const WeightSchedule& schedule(int slot) const { return summaries_.at(slot).schedule; }
+    const WeightSchedule& schedule(int slot) const {
+        return summaries_.at(image_slots_.empty() ? slot : image_slots_.front().at(slot)).schedule;
+    }
 
 private:
     // The layer's adapters, created and attached on first use (throws if another set attached its own).
     std::shared_ptr<LayerAdapters> layer_adapters(const TargetLayer& target);
 
+    // The attached slots of composition slots `composition` for `image` of the image map.
+    std::vector<int> attached_slots(const std::vector<int>& composition, size_t image) const;
+
     std::vector<LoraSummary> summaries_;
+    std::vector<std::vector<int>> image_slots_;  // the image map (empty: off)
+    int rows_per_image_ = 1;
+    size_t text_image_ = 0;
     std::set<std::shared_ptr<models::WeightAdapter>*> owned_;  // the model's adapter slots this set filled
     std::vector<AdaptedLayer> unet_layers_, text_layers_;
 };

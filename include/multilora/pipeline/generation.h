@@ -86,10 +86,15 @@ void check_size_fits(const StableDiffusionModel& model, const GenerationRequest&
 // The parts of the model a composition method drives.
 compose::ModelParts model_parts(StableDiffusionModel& model);
 
+// How a generation's prompts are encoded when not by method.encode(request's prompt): several images with their
+// own prompts (RunSession::run_images) stack theirs as rows [n, T, D].
+using PromptEncoder = std::function<text::EncodedPrompts(compose::CompositionMethod& method)>;
+
 // Encodes with `method` (null: the plain base model, adapters untouched), denoises calling
 // method->predict at every step, decodes. The method's encode() sets up the text encoder and the UNet.
 GenerationResult generate(StableDiffusionModel& model, const GenerationRequest& request,
-                          compose::CompositionMethod* method = nullptr, const StepCallback& on_step = {});
+                          compose::CompositionMethod* method = nullptr, const StepCallback& on_step = {},
+                          const PromptEncoder& encode = {});
 
 // [n, 3, H, W] in [-1, 1] -> n uint8 RGB buffers, as diffusers' postprocess (x/2+0.5, clamp, ·255, round).
 std::vector<std::vector<uint8_t>> to_rgb8(const at::Tensor& images);

@@ -37,6 +37,11 @@ struct SessionRun {
 struct SessionResult {
     GenerationResult generation;
     nlohmann::json composition;  // the method's record()
+    // run_images: each image's own truncation flags (the generation's flags say whether any was cut).
+    struct PromptCut {
+        bool prompt = false, negative = false;
+    };
+    std::vector<PromptCut> image_prompt_cuts;
 };
 
 class RunSession {
@@ -47,6 +52,12 @@ public:
 
     // Runs one generation; the adapters are back on the base weights afterwards, also after an error.
     SessionResult run(const SessionRun& run);
+    // Several images in one generation, sharing each UNet forward: each with its own request (prompt, initial
+    // noise) and LoRAs (`slots`, of one length for all), one method (a MethodInfo::mixes_sets one) with one set
+    // of arguments and settings (runs[0]'s). Each image's prompts are encoded with its own LoRAs, and the
+    // adapters give each image's rows its own (AdapterSet::map_images). Throws RuntimeError when the runs do
+    // not fit together (another method, LoRA count or prompt length).
+    SessionResult run_images(const std::vector<SessionRun>& runs);
 
     StableDiffusionModel& model() { return model_; }
     lora::AdapterSet* adapters() { return adapters_.get(); }
