@@ -152,5 +152,8 @@ TEST(BatchCompose, ImagesOfSeveralSetsInOneGenerationGetTheirOwnLoras) {
 
     pipeline::SessionRun three_loras = image({0, 1, 2}, "a fox");
     EXPECT_THROW(session.run_images({fox, three_loras}), std::exception);
+    pipeline::SessionRun loratorio_fox = fox, loratorio_owl = owl;  // a method that reads more than its slots
+    loratorio_fox.method = loratorio_owl.method = "loratorio";
+    EXPECT_THROW(session.run_images({loratorio_fox, loratorio_owl}), std::exception);
     EXPECT_THROW(session.adapters()->map_images({{0, 7}}, 2), std::exception);
 }

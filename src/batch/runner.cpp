@@ -565,7 +565,7 @@ private:
     std::vector<std::vector<size_t>> forward_groups(const std::vector<const PlanSet*>& sets) const;
     bool complete(const PlanSet& s) const;
     pipeline::SessionRun session_run(const PlanImage& im, at::Tensor noise);
-    pipeline::SessionResult generate(std::vector<pipeline::SessionRun>& runs, bool one_set, double& mean_step);
+    pipeline::SessionResult generate(std::vector<pipeline::SessionRun>& runs, double& mean_step);
     void run_group(const std::vector<size_t>& group);
     void finish_image(const PlanSet& s, const PlanImage& im, const pipeline::SessionRun& run,
                       const pipeline::SessionResult& out, double seconds, double mean_step, double compute_overhead);
@@ -662,26 +662,16 @@ pipeline::SessionRun Generator::session_run(const PlanImage& im, at::Tensor nois
     return run;
 }
 
-// Runs one generation with the step callbacks the observer wants; `mean_step` gets its mean step time. The
-// images of one set share their prompt encoding (runs[0]'s request, the noises stacked); images of several
-// sets each bring their own prompt and LoRAs (RunSession::run_images).
-pipeline::SessionResult Generator::generate(std::vector<pipeline::SessionRun>& runs, bool one_set, double& mean_step) {
+// Runs one generation of the group's images (RunSession::run_images: a set's seeds share their prompt
+// encoding; images of several sets each bring their own prompt and LoRAs) with the step callbacks the
+// observer wants; `mean_step` gets its mean step time.
+pipeline::SessionResult Generator::generate(std::vector<pipeline::SessionRun>& runs, double& mean_step) {
     const int finished = report_.generated;
     runs.front().on_step = [this, finished](int step, int total, double secs) {
         observer_.step(step, total, secs);
         observer_.checkpoint({"mid-image", finished, step});
     };
-    pipeline::SessionResult out;
-    if (one_set) {
-        pipeline::SessionRun run = runs.front();
-        std::vector<at::Tensor> noises;
-        for (const auto& r : runs) noises.push_back(r.request.initial_noise);
-        run.request.initial_noise = at::cat(noises, 0);
-        run.request.num_images = static_cast<int>(runs.size());
-        out = b_.session->run(run);
-    } else {
-        out = b_.session->run_images(runs);
-    }
+    pipeline::SessionResult out = b_.session->run_images(runs);
     double step_sum = 0;
     for (double x : out.generation.step_seconds) step_sum += x;
     mean_step = out.generation.step_seconds.empty() ? 0 : step_sum / static_cast<double>(out.generation.step_seconds.size());
@@ -696,15 +686,13 @@ void Generator::run_group(const std::vector<size_t>& group) {
     observer_.image_started(plan_.images[group.front()], index_, todo, eta_remaining());
     const auto t_group = std::chrono::steady_clock::now();
     std::vector<pipeline::SessionRun> runs;
-    bool one_set = true;
     for (size_t i : group) {
         const PlanImage& im = plan_.images[i];
-        one_set = one_set && im.set == plan_.images[group.front()].set;
         at::Tensor noise = streams_.try_emplace({im.k, im.seed}, im.seed, b_.noise_shape).first->second.get(im.noise_draw);
         runs.push_back(session_run(im, noise));
     }
     double mean_step = 0;
-    const pipeline::SessionResult out = generate(runs, one_set, mean_step);
+    const pipeline::SessionResult out = generate(runs, mean_step);
     const double each = seconds_since(t_group) / n;
     for (int j = 0; j < n; ++j) {
         const PlanImage& im = plan_.images[group[j]];

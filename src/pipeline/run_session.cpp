@@ -2,6 +2,7 @@
 
 #include <torch/torch.h>
 
+#include <algorithm>
 #include <chrono>
 #include <numeric>
 
@@ -24,17 +25,28 @@ RunSession::RunSession(const SessionOptions& options) : options_(options) {
 
 RunSession::~RunSession() = default;
 
+namespace {
+
+// Puts the adapters back on the base weights (and drops an image map) when a generation ends, also after an error.
+struct ClearAdapters {
+    lora::AdapterSet* set;
+    ~ClearAdapters() {
+        if (set) set->clear();
+    }
+};
+
+// The run's method arguments, or the method's defaults when it gave none.
+compose::MethodArgs method_args(const SessionRun& r) {
+    return r.args.params().empty() ? compose::default_args(r.method) : r.args;
+}
+
+}  // namespace
+
 SessionResult RunSession::run(const SessionRun& r) {
     compose::MethodSetup setup{model_parts(model_), r.method == "none" ? nullptr : adapters_.get(), r.slots,
-                               r.args.params().empty() ? compose::default_args(r.method) : r.args, r.triggers,
-                               r.categories};
+                               method_args(r), r.triggers, r.categories};
     std::unique_ptr<compose::CompositionMethod> method = compose::registry().create(r.method, setup);
-    struct ClearAdapters {
-        lora::AdapterSet* set;
-        ~ClearAdapters() {
-            if (set) set->clear();
-        }
-    } clear{adapters_.get()};
+    ClearAdapters clear{adapters_.get()};
     SessionResult out;
     out.generation = generate(model_, r.request, method.get(), r.on_step);
     out.composition = method->record();
@@ -85,20 +97,25 @@ GenerationRequest joint_request(const std::vector<SessionRun>& runs) {
 }  // namespace
 
 SessionResult RunSession::run_images(const std::vector<SessionRun>& runs) {
-    if (runs.size() == 1) return run(runs.front());
     const SessionRun& first = runs.front();
     const GenerationRequest request = joint_request(runs);
+    const bool one_set = std::all_of(runs.begin(), runs.end(), [&](const SessionRun& r) {
+        return r.slots == first.slots && r.request.prompt == first.request.prompt &&
+               r.request.negative_prompt == first.request.negative_prompt;
+    });
+    if (one_set) {  // the same LoRAs and prompt: encoded once, as one run of several images
+        SessionRun joint = first;
+        joint.request = request;
+        return run(joint);
+    }
+    if (!compose::registry().get(first.method).mixes_sets)
+        throw RuntimeError("method " + first.method + " cannot run images of different LoRAs or prompts in one "
+                           "generation (it reads more of its LoRAs than their composition slots)");
     lora::AdapterSet* adapters = first.method == "none" ? nullptr : adapters_.get();
     std::vector<int> composition(first.slots.size());
     std::iota(composition.begin(), composition.end(), 0);
-    compose::MethodSetup setup{model_parts(model_), adapters, composition,
-                               first.args.params().empty() ? compose::default_args(first.method) : first.args, {}, {}};
-    struct ClearAdapters {
-        lora::AdapterSet* set;
-        ~ClearAdapters() {
-            if (set) set->clear();
-        }
-    } clear{adapters_.get()};
+    compose::MethodSetup setup{model_parts(model_), adapters, composition, method_args(first), {}, {}};
+    ClearAdapters clear{adapters_.get()};
     if (adapters) {
         std::vector<std::vector<int>> image_slots;
         for (const SessionRun& r : runs) image_slots.push_back(r.slots);

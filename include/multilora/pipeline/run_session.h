@@ -53,10 +53,12 @@ public:
     // Runs one generation; the adapters are back on the base weights afterwards, also after an error.
     SessionResult run(const SessionRun& run);
     // Several images in one generation, sharing each UNet forward: each with its own request (prompt, initial
-    // noise) and LoRAs (`slots`, of one length for all), one method (a MethodInfo::mixes_sets one) with one set
-    // of arguments and settings (runs[0]'s). Each image's prompts are encoded with its own LoRAs, and the
-    // adapters give each image's rows its own (AdapterSet::map_images). Throws RuntimeError when the runs do
-    // not fit together (another method, LoRA count or prompt length).
+    // noise) and LoRAs (`slots`, of one length for all), one method with one set of arguments and settings
+    // (runs[0]'s). Images with the same LoRAs and prompts (a set's seeds) are one run of several images, the
+    // prompt encoded once. Otherwise the method must be a MethodInfo::mixes_sets one: each image's prompts are
+    // encoded with its own LoRAs, and the adapters give each image's rows its own (AdapterSet::map_images).
+    // Throws RuntimeError when the runs do not fit together (another method, LoRA count or prompt length, a
+    // method that cannot mix).
     SessionResult run_images(const std::vector<SessionRun>& runs);
 
     StableDiffusionModel& model() { return model_; }
