@@ -6,6 +6,7 @@
 #include "multilora/io/safetensors.h"
 #include "multilora/lora/adapter_set.h"
 #include "multilora/lora/layer_adapters.h"
+#include "multilora/models/matmul_kernels.h"
 #include "multilora/pipeline/generation.h"
 #include "multilora/pipeline/model_loader.h"
 #include "multilora/bench/tiny_model.h"
@@ -80,6 +81,44 @@ TEST(LayerAdapters, FusedAndLowRankAgreeWithFormula) {
     lora::set_row_policy(lora::RowPolicy::Auto);
     at::Tensor fused = at::conv2d(xi, conv.fused_weight({0}), {}, 1, 1);
     EXPECT_TRUE(torch::allclose(low, fused, 1e-4, 1e-4));
+}
+
+// An image map's rows (AdapterSet::map_images: row r is image r % n's) fuse as their image would alone: on
+// one image's rows (2 batch rows of 4 tokens), amortized over the activation's forwards. Costs worked by hand
+// for a 64x64 projection and rank-8 deltas: low-rank 8 rows · 8 · (64 + 64) = 8192 multiply-adds a forward,
+// fusing 8 · 64 · 64 = 32768 once: fused over 8 forwards (4096 each), low-rank over 2 (16384). Without the map,
+// a single row among 2 images' counts 2 rows (2048) against a fusing for one forward: low-rank.
+TEST(LayerAdapters, ImageMapRowsFuseAsTheirImageAloneWould) {
+    torch::manual_seed(5);
+    lora::LayerAdapters ad(torch::randn({64, 64}), false);
+    ad.add_delta({0, torch::randn({8, 64}), torch::randn({64, 8}), 0.5});
+    ad.add_delta({1, torch::randn({8, 64}), torch::randn({64, 8}), 0.25});
+    const at::Tensor x = torch::randn({4, 4, 64}), bias = torch::randn({64});
+    const std::vector<std::vector<int>> rows{{0}, {1}, {0}, {1}};
+    const auto fused_row = [&](int64_t r, int slot) {
+        return models::dense(x.narrow(0, r, 1).reshape({-1, 64}), ad.fused_weight({slot}), bias).view({1, 4, 64});
+    };
+    lora::set_images_per_forward(2);
+    const auto is_fused = [&](const at::Tensor& y) {
+        EXPECT_TRUE(torch::allclose(y.narrow(0, 0, 1), fused_row(0, 0), 1e-4, 1e-4));
+        EXPECT_TRUE(torch::allclose(y.narrow(0, 3, 1), fused_row(3, 1), 1e-4, 1e-4));
+        return torch::equal(y.narrow(0, 0, 1), fused_row(0, 0)) && torch::equal(y.narrow(0, 3, 1), fused_row(3, 1));
+    };
+    ad.set_row_slots(rows, 8, 2);
+    EXPECT_TRUE(is_fused(ad.linear(x, bias)));
+    EXPECT_EQ(ad.cached_group_weights(), 2u);
+    ad.set_row_slots(rows, 2, 2);
+    EXPECT_FALSE(is_fused(ad.linear(x, bias)));
+    ad.set_row_slots(rows);
+    EXPECT_FALSE(is_fused(ad.linear(x, bias)));
+    // A new map activation keeps only the weights its groups select; a plain per-row one keeps them all.
+    ad.set_row_slots(rows, 8, 2);
+    ad.linear(x, bias);
+    ad.set_row_slots({{0}, {0}, {0}, {0}});
+    EXPECT_EQ(ad.cached_group_weights(), 2u);
+    ad.set_row_slots({{0}, {0}, {0}, {0}}, 8, 2);
+    EXPECT_EQ(ad.cached_group_weights(), 1u);
+    lora::set_images_per_forward(1);
 }
 
 TEST(Composition, OneLoraMergeEqualsSwitchEqualsComposite) {

@@ -315,7 +315,7 @@ void AdapterSet::activate_unet(const std::vector<int>& slots, int64_t amortize_s
         for (auto& l : unet_layers_) l.adapters->set_fused(rows.front(), amortize_steps);
         return;
     }
-    for (auto& l : unet_layers_) l.adapters->set_row_slots(rows);
+    for (auto& l : unet_layers_) l.adapters->set_row_slots(rows, amortize_steps, rows_per_image_);
 }
 
 void AdapterSet::activate_unet_rows(const std::vector<std::vector<int>>& row_slots) {

@@ -4,6 +4,8 @@
 
 #include <algorithm>
 #include <atomic>
+#include <iterator>
+#include <set>
 
 #include "multilora/models/matmul_kernels.h"
 
@@ -106,16 +108,19 @@ void LayerAdapters::set_fused(const std::vector<int>& slots, int64_t amortize_st
 
 bool LayerAdapters::fused_ready(int64_t rows) const {
     if (decision_ < 0) {
-        decision_ = plan_group(fused_group_, rows, amortize_steps_) ? 1 : 0;
+        decision_ = plan_group(fused_group_, std::max<int64_t>(1, rows / g_images_per_forward), amortize_steps_) ? 1 : 0;
         if (decision_ == 1) fused_ = fused_weight(fused_slots_);
     }
     return decision_ == 1;
 }
 
-void LayerAdapters::set_row_slots(const std::vector<std::vector<int>>& row_slots) {
+void LayerAdapters::set_row_slots(const std::vector<std::vector<int>>& row_slots, int64_t amortize_steps,
+                                  int64_t image_rows) {
     groups_.clear();
     fused_ = at::Tensor();
     fused_slots_.clear();
+    row_amortize_ = std::max<int64_t>(1, amortize_steps);
+    row_image_rows_ = std::max<int64_t>(0, image_rows);
     bool any = false;
     // Consecutive rows with the same active deltas form one group.
     for (size_t b = 0; b < row_slots.size(); ++b) {
@@ -130,6 +135,20 @@ void LayerAdapters::set_row_slots(const std::vector<std::vector<int>>& row_slots
     }
     mode_ = any ? Mode::Rows : Mode::Base;
     if (!any) groups_.clear();
+    if (row_image_rows_ > 0) keep_selected_group_weights();
+}
+
+void LayerAdapters::keep_selected_group_weights() {
+    std::set<std::vector<int>> selected;
+    for (const RowGroup& g : groups_) selected.insert(slots_of(g));
+    for (auto it = group_weights_.begin(); it != group_weights_.end();)
+        it = selected.count(it->first) ? std::next(it) : group_weights_.erase(it);
+}
+
+std::vector<int> LayerAdapters::slots_of(const RowGroup& g) {
+    std::vector<int> slots;
+    for (const LayerDelta* d : g.deltas) slots.push_back(d->slot);
+    return slots;
 }
 
 void LayerAdapters::set_gain(int slot, double gain) {
@@ -171,7 +190,6 @@ bool LayerAdapters::plan_group(const RowGroup& g, int64_t rows, int64_t amortize
     RowPolicy p = g_policy;
     if (p == RowPolicy::Fused) return true;
     if (p == RowPolicy::LowRank) return false;
-    rows = std::max<int64_t>(1, rows / g_images_per_forward);  // one image's rows: the same choice alone or batched
     double low = 0, fuse = 0;
     for (const LayerDelta* d : g.deltas) {
         if (!d->factored()) {  // a full-rank ΔW: applying it costs a whole GEMM, adding it to the weight one pass
@@ -184,6 +202,19 @@ bool LayerAdapters::plan_group(const RowGroup& g, int64_t rows, int64_t amortize
         fuse += r * static_cast<double>(in_features_) * static_cast<double>(out_features_);
     }
     return fuse / static_cast<double>(amortize_steps) < low;
+}
+
+int64_t LayerAdapters::group_image_rows(const RowGroup& g, int64_t rows_per_batch_row) const {
+    if (row_image_rows_ > 0) return row_image_rows_ * rows_per_batch_row;  // each row one image's (an image map)
+    return std::max<int64_t>(1, g.count * rows_per_batch_row / g_images_per_forward);
+}
+
+std::vector<bool> LayerAdapters::plan_rows(int64_t rows_per_batch_row) const {
+    std::vector<bool> fuse(groups_.size());
+    for (size_t i = 0; i < groups_.size(); ++i)
+        fuse[i] = !groups_[i].deltas.empty() &&
+                  plan_group(groups_[i], group_image_rows(groups_[i], rows_per_batch_row), row_amortize_);
+    return fuse;
 }
 
 at::Tensor LayerAdapters::low_rank(const at::Tensor& x, const LayerDelta& d) const {
@@ -221,14 +252,8 @@ at::Tensor LayerAdapters::linear(const at::Tensor& x, const at::Tensor& bias) co
         for (const LayerDelta* d : fused_group_.deltas) y.add_(low_rank(x, *d), d->applied());
         return y;
     }
-    const int64_t rows_per_batch_row = x.numel() / std::max<int64_t>(1, x.size(0) * in_features_);
-    std::vector<bool> fuse(groups_.size());
-    bool any_fused = false;
-    for (size_t i = 0; i < groups_.size(); ++i) {
-        fuse[i] = !groups_[i].deltas.empty() && plan_group(groups_[i], groups_[i].count * rows_per_batch_row);
-        any_fused = any_fused || fuse[i];
-    }
-    if (!any_fused) {
+    const std::vector<bool> fuse = plan_rows(x.numel() / std::max<int64_t>(1, x.size(0) * in_features_));
+    if (std::none_of(fuse.begin(), fuse.end(), [](bool f) { return f; })) {
         // One base GEMM over the whole batch, then each group's low-rank terms.
         at::Tensor y = models::dense(x, base_, bias);
         for (const auto& g : groups_) {
@@ -246,9 +271,7 @@ at::Tensor LayerAdapters::linear(const at::Tensor& x, const at::Tensor& bias) co
         at::Tensor xg = x.narrow(0, g.first, g.count).reshape({-1, in_features_});
         at::Tensor yg = y.narrow(0, g.first, g.count).view({-1, out_features_});
         if (fuse[i]) {
-            std::vector<int> slots;
-            for (const LayerDelta* d : g.deltas) slots.push_back(d->slot);
-            yg.copy_(models::dense(xg, group_weight(slots), bias_with(bias, g.deltas)));
+            yg.copy_(models::dense(xg, group_weight(slots_of(g)), bias_with(bias, g.deltas)));
         } else {
             yg.copy_(models::dense(xg, base_, bias_with(bias, g.deltas)));
             for (const LayerDelta* d : g.deltas) yg.add_(low_rank(xg, *d), d->applied());
@@ -268,14 +291,8 @@ at::Tensor LayerAdapters::conv(const at::Tensor& x, const at::Tensor& bias) cons
         for (const LayerDelta* d : fused_group_.deltas) y.add_(low_rank(x, *d), d->applied());
         return y;
     }
-    const int64_t pixels = x.size(2) * x.size(3);
-    std::vector<bool> fuse(groups_.size());
-    bool any_fused = false;
-    for (size_t i = 0; i < groups_.size(); ++i) {
-        fuse[i] = !groups_[i].deltas.empty() && plan_group(groups_[i], groups_[i].count * pixels);
-        any_fused = any_fused || fuse[i];
-    }
-    if (!any_fused) {
+    const std::vector<bool> fuse = plan_rows(x.size(2) * x.size(3));
+    if (std::none_of(fuse.begin(), fuse.end(), [](bool f) { return f; })) {
         at::Tensor y = at::conv2d(x, base_, bias, st, pad);
         for (const auto& g : groups_) {
             at::Tensor yg = y.narrow(0, g.first, g.count);
@@ -289,9 +306,7 @@ at::Tensor LayerAdapters::conv(const at::Tensor& x, const at::Tensor& bias) cons
         const RowGroup& g = groups_[i];
         at::Tensor xg = x.narrow(0, g.first, g.count);
         if (fuse[i]) {
-            std::vector<int> slots;
-            for (const LayerDelta* d : g.deltas) slots.push_back(d->slot);
-            parts.push_back(at::conv2d(xg, group_weight(slots), bias_with(bias, g.deltas), st, pad));
+            parts.push_back(at::conv2d(xg, group_weight(slots_of(g)), bias_with(bias, g.deltas), st, pad));
         } else {
             at::Tensor yg = at::conv2d(xg, base_, bias_with(bias, g.deltas), st, pad);
             for (const LayerDelta* d : g.deltas) yg.add_(low_rank(xg, *d), d->applied());

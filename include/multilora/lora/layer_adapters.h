@@ -60,8 +60,13 @@ public:
     // forwards it will serve, is below the low-rank terms' cost per forward (Merge: the whole run; Switch:
     // one switch interval).
     void set_fused(const std::vector<int>& slots, int64_t amortize_steps = int64_t{1} << 30);
-    // Per-row mode: row_slots[b] lists the slots active for batch row b.
-    void set_row_slots(const std::vector<std::vector<int>>& row_slots);
+    // Per-row mode: row_slots[b] lists the slots active for batch row b. By default each group of rows
+    // decides for one forward and the rows are shared by images_per_forward() images (Composite's per-LoRA
+    // blocks). An image map's whole-batch activation (AdapterSet::map_images) instead gives each row to one
+    // image that brings `image_rows` rows, for about `amortize_steps` forwards: a group then fuses as that
+    // image alone would (set_fused), and only the fused weights of the groups now selected are kept.
+    void set_row_slots(const std::vector<std::vector<int>>& row_slots, int64_t amortize_steps = 1,
+                       int64_t image_rows = 0);
     // Back to base weights, every gain back to 1.
     void clear();
     // Sets the gain of `slot`'s delta; a change drops the fused weights built with the old one.
@@ -81,6 +86,8 @@ public:
     at::Tensor fused_weight(const std::vector<int>& slots) const;
     // One delta's ΔW without its scale and gain, float32 [out, in] (conv: in·kh·kw).
     at::Tensor delta_product(const LayerDelta& d) const;
+    // Per-row mode: how many fused group weights are kept (tests).
+    size_t cached_group_weights() const { return group_weights_.size(); }
 
 private:
     enum class Mode { Base, Fused, Rows };
@@ -90,8 +97,18 @@ private:
         int64_t first = 0, count = 0;
         std::vector<const LayerDelta*> deltas;  // this layer's deltas active for these rows
     };
-    // True when building a fused weight for `rows` input rows costs fewer FLOPs than the low-rank path.
-    bool plan_group(const RowGroup& g, int64_t rows, int64_t amortize_steps = 1) const;
+    // True when building a fused weight, once for `amortize_steps` forwards, costs fewer FLOPs than the
+    // low-rank path on `image_rows` input rows (one image's, so that an image gets the same arithmetic alone
+    // or beside others).
+    bool plan_group(const RowGroup& g, int64_t image_rows, int64_t amortize_steps) const;
+    // Per-row mode: one image's input rows for group g, whose batch rows each hold `rows_per_batch_row`.
+    int64_t group_image_rows(const RowGroup& g, int64_t rows_per_batch_row) const;
+    // Per-row mode: whether each group runs on a fused weight.
+    std::vector<bool> plan_rows(int64_t rows_per_batch_row) const;
+    static std::vector<int> slots_of(const RowGroup& g);
+    // An image map's activation: the cached group weights of slot sets no group selects now are dropped
+    // (a Switch over n images would otherwise keep k·n fused copies of every layer).
+    void keep_selected_group_weights();
     // Fused mode: decides (once) and builds the fused weight if it pays; true when fused.
     bool fused_ready(int64_t rows) const;
     at::Tensor low_rank(const at::Tensor& x, const LayerDelta& d) const;
@@ -113,6 +130,7 @@ private:
     mutable at::Tensor fused_;
     std::vector<int> fused_slots_;
     int64_t amortize_steps_ = 1;
+    int64_t row_amortize_ = 1, row_image_rows_ = 0;  // per-row mode: see set_row_slots
     mutable int decision_ = -1;  // fused mode: -1 undecided, 0 low-rank, 1 fused
     RowGroup fused_group_;        // fused mode: the active deltas, for the low-rank path
     std::vector<RowGroup> groups_;
