@@ -8,6 +8,7 @@
 #include "batch_test_support.h"
 #include "multilora/io/png_writer.h"
 #include "multilora/lora/adapter_set.h"
+#include "multilora/lora/layer_adapters.h"
 #include "multilora/models/unet.h"
 #include "multilora/models/vae.h"
 #include "multilora/pipeline/generation.h"
@@ -156,4 +157,13 @@ TEST(BatchCompose, ImagesOfSeveralSetsInOneGenerationGetTheirOwnLoras) {
     loratorio_fox.method = loratorio_owl.method = "loratorio";
     EXPECT_THROW(session.run_images({loratorio_fox, loratorio_owl}), std::exception);
     EXPECT_THROW(session.adapters()->map_images({{0, 7}}, 2), std::exception);
+
+    // Composite's per-LoRA blocks for two images with guidance (LoRA 0's block, then LoRA 1's: 2 rows each
+    // image): every layer plans each group on its image's 2 rows, as the image's block would alone.
+    lora::AdapterSet& set = *session.adapters();
+    set.map_images({{0, 3}, {0, 2}}, 2);
+    set.activate_unet_rows({{0}, {0}, {0}, {0}, {1}, {1}, {1}, {1}});
+    ASSERT_FALSE(set.unet_layers().empty());
+    for (const auto& layer : set.unet_layers()) EXPECT_EQ(layer.adapters->row_image_rows(), 2) << layer.path;
+    set.clear();
 }

@@ -104,20 +104,43 @@ TEST(LayerAdapters, ImageMapRowsFuseAsTheirImageAloneWould) {
         EXPECT_TRUE(torch::allclose(y.narrow(0, 3, 1), fused_row(3, 1), 1e-4, 1e-4));
         return torch::equal(y.narrow(0, 0, 1), fused_row(0, 0)) && torch::equal(y.narrow(0, 3, 1), fused_row(3, 1));
     };
-    ad.set_row_slots(rows, 8, 2);
+    ad.set_row_slots(rows, {8, 2, true});
     EXPECT_TRUE(is_fused(ad.linear(x, bias)));
     EXPECT_EQ(ad.cached_group_weights(), 2u);
-    ad.set_row_slots(rows, 2, 2);
+    ad.set_row_slots(rows, {2, 2, true});
     EXPECT_FALSE(is_fused(ad.linear(x, bias)));
     ad.set_row_slots(rows);
     EXPECT_FALSE(is_fused(ad.linear(x, bias)));
     // A new map activation keeps only the weights its groups select; a plain per-row one keeps them all.
-    ad.set_row_slots(rows, 8, 2);
+    ad.set_row_slots(rows, {8, 2, true});
     ad.linear(x, bias);
     ad.set_row_slots({{0}, {0}, {0}, {0}});
     EXPECT_EQ(ad.cached_group_weights(), 2u);
-    ad.set_row_slots({{0}, {0}, {0}, {0}}, 8, 2);
+    ad.set_row_slots({{0}, {0}, {0}, {0}}, {8, 2, true});
     EXPECT_EQ(ad.cached_group_weights(), 1u);
+    lora::set_images_per_forward(1);
+}
+
+// Composite's per-LoRA blocks under an image map (two images, classifier-free guidance): image 0's block of
+// LoRA 0 is rows 0 and 2, so each group is one row. Alone the block is one group of 2 rows. With 32 tokens a
+// row, costs worked by hand for the 64x64 projection and rank-8 delta over one forward: the image's 2 rows
+// cost 64 · 8 · 128 = 65536 multiply-adds low-rank against 32768 to fuse: fused, as alone. Counting the group's
+// single row among 2 images (16 rows: 16384) would keep it low-rank.
+TEST(LayerAdapters, ImageMapCompositeBlocksFuseAsTheirImageAloneWould) {
+    torch::manual_seed(6);
+    lora::LayerAdapters ad(torch::randn({64, 64}), false);
+    ad.add_delta({0, torch::randn({8, 64}), torch::randn({64, 8}), 0.5});
+    ad.add_delta({1, torch::randn({8, 64}), torch::randn({64, 8}), 0.25});
+    const at::Tensor x = torch::randn({4, 32, 64}), bias = torch::randn({64});
+    const std::vector<std::vector<int>> rows{{0}, {1}, {0}, {1}};  // image 0's LoRA is slot 0, image 1's slot 1
+    const at::Tensor fused0 = models::dense(x.narrow(0, 0, 1).reshape({-1, 64}), ad.fused_weight({0}), bias);
+    lora::set_images_per_forward(2);
+    ad.set_row_slots(rows, {1, 2, false});
+    EXPECT_TRUE(torch::equal(ad.linear(x, bias).narrow(0, 0, 1).reshape({-1, 64}), fused0));
+    ad.set_row_slots(rows);
+    const at::Tensor counted = ad.linear(x, bias).narrow(0, 0, 1).reshape({-1, 64});
+    EXPECT_TRUE(torch::allclose(counted, fused0, 1e-4, 1e-4));
+    EXPECT_FALSE(torch::equal(counted, fused0)) << "the counted plan should have stayed low-rank";
     lora::set_images_per_forward(1);
 }
 

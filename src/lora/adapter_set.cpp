@@ -315,8 +315,23 @@ void AdapterSet::activate_unet(const std::vector<int>& slots, int64_t amortize_s
         for (auto& l : unet_layers_) l.adapters->set_fused(rows.front(), amortize_steps);
         return;
     }
-    for (auto& l : unet_layers_) l.adapters->set_row_slots(rows, amortize_steps, rows_per_image_);
+    for (auto& l : unet_layers_) l.adapters->set_row_slots(rows, {amortize_steps, rows_per_image_, true});
 }
+
+namespace {
+
+// The batch rows one image brings to a per-row block laid out for an image map (row r is image r % n's):
+// the first run of rows with the same LoRAs (Composite's block of one LoRA: 2n rows with classifier-free
+// guidance), divided among the n images. Alone the image's block is one group of that many rows.
+int64_t image_block_rows(const std::vector<std::vector<int>>& row_slots, size_t images) {
+    size_t first = 0;
+    while (first < row_slots.size() && row_slots[first].empty()) ++first;
+    size_t end = first;
+    while (end < row_slots.size() && row_slots[end] == row_slots[first]) ++end;
+    return std::max<int64_t>(1, static_cast<int64_t>((end - first) / std::max<size_t>(1, images)));
+}
+
+}  // namespace
 
 void AdapterSet::activate_unet_rows(const std::vector<std::vector<int>>& row_slots) {
     if (image_slots_.empty()) {
@@ -325,7 +340,10 @@ void AdapterSet::activate_unet_rows(const std::vector<std::vector<int>>& row_slo
     }
     std::vector<std::vector<int>> rows;
     for (size_t r = 0; r < row_slots.size(); ++r) rows.push_back(attached_slots(row_slots[r], r % image_slots_.size()));
-    for (auto& l : unet_layers_) l.adapters->set_row_slots(rows);
+    // Each group decides as its image's block would alone, for one forward, keeping its cached weights
+    // (every step selects the same groups).
+    const int64_t image_rows = image_block_rows(row_slots, image_slots_.size());
+    for (auto& l : unet_layers_) l.adapters->set_row_slots(rows, {1, image_rows, false});
 }
 
 void AdapterSet::map_images(std::vector<std::vector<int>> image_slots, int rows_per_image) {

@@ -114,13 +114,13 @@ bool LayerAdapters::fused_ready(int64_t rows) const {
     return decision_ == 1;
 }
 
-void LayerAdapters::set_row_slots(const std::vector<std::vector<int>>& row_slots, int64_t amortize_steps,
-                                  int64_t image_rows) {
+void LayerAdapters::set_row_slots(const std::vector<std::vector<int>>& row_slots, RowPlan plan) {
     groups_.clear();
     fused_ = at::Tensor();
     fused_slots_.clear();
-    row_amortize_ = std::max<int64_t>(1, amortize_steps);
-    row_image_rows_ = std::max<int64_t>(0, image_rows);
+    plan.amortize_steps = std::max<int64_t>(1, plan.amortize_steps);
+    plan.image_rows = std::max<int64_t>(0, plan.image_rows);
+    row_plan_ = plan;
     bool any = false;
     // Consecutive rows with the same active deltas form one group.
     for (size_t b = 0; b < row_slots.size(); ++b) {
@@ -135,7 +135,7 @@ void LayerAdapters::set_row_slots(const std::vector<std::vector<int>>& row_slots
     }
     mode_ = any ? Mode::Rows : Mode::Base;
     if (!any) groups_.clear();
-    if (row_image_rows_ > 0) keep_selected_group_weights();
+    if (row_plan_.keep_only_selected) keep_selected_group_weights();
 }
 
 void LayerAdapters::keep_selected_group_weights() {
@@ -186,26 +186,26 @@ void LayerAdapters::to_base() {
 // High-resolution layers (thousands of rows) therefore fuse, and the narrow low-resolution ones, where a
 // weight is larger than the activations, stay low-rank. At 4096 rows a rank-128 LoRA on a 320x320
 // projection costs ~80% of the projection unfused, ~1.5% fused.
-bool LayerAdapters::plan_group(const RowGroup& g, int64_t rows, int64_t amortize_steps) const {
+bool LayerAdapters::plan_group(const RowGroup& g, int64_t image_rows, int64_t amortize_steps) const {
     RowPolicy p = g_policy;
     if (p == RowPolicy::Fused) return true;
     if (p == RowPolicy::LowRank) return false;
     double low = 0, fuse = 0;
     for (const LayerDelta* d : g.deltas) {
         if (!d->factored()) {  // a full-rank ΔW: applying it costs a whole GEMM, adding it to the weight one pass
-            low += static_cast<double>(rows) * static_cast<double>(in_features_ * out_features_);
+            low += static_cast<double>(image_rows) * static_cast<double>(in_features_ * out_features_);
             fuse += static_cast<double>(in_features_ * out_features_);
             continue;
         }
         const double r = static_cast<double>(d->down.size(0));
-        low += static_cast<double>(rows) * r * static_cast<double>(in_features_ + out_features_);
+        low += static_cast<double>(image_rows) * r * static_cast<double>(in_features_ + out_features_);
         fuse += r * static_cast<double>(in_features_) * static_cast<double>(out_features_);
     }
     return fuse / static_cast<double>(amortize_steps) < low;
 }
 
 int64_t LayerAdapters::group_image_rows(const RowGroup& g, int64_t rows_per_batch_row) const {
-    if (row_image_rows_ > 0) return row_image_rows_ * rows_per_batch_row;  // each row one image's (an image map)
+    if (row_plan_.image_rows > 0) return row_plan_.image_rows * rows_per_batch_row;  // each row one image's
     return std::max<int64_t>(1, g.count * rows_per_batch_row / g_images_per_forward);
 }
 
@@ -213,7 +213,7 @@ std::vector<bool> LayerAdapters::plan_rows(int64_t rows_per_batch_row) const {
     std::vector<bool> fuse(groups_.size());
     for (size_t i = 0; i < groups_.size(); ++i)
         fuse[i] = !groups_[i].deltas.empty() &&
-                  plan_group(groups_[i], group_image_rows(groups_[i], rows_per_batch_row), row_amortize_);
+                  plan_group(groups_[i], group_image_rows(groups_[i], rows_per_batch_row), row_plan_.amortize_steps);
     return fuse;
 }
 

@@ -45,6 +45,13 @@ RowPolicy row_policy();
 void set_images_per_forward(int64_t images);
 int64_t images_per_forward();
 
+// How LayerAdapters' per-row groups decide between fused and low-rank arithmetic (set_row_slots).
+struct RowPlan {
+    int64_t amortize_steps = 1;       // the forwards a group's fused weight serves
+    int64_t image_rows = 0;           // batch rows one image brings to a group (0: rows / images_per_forward())
+    bool keep_only_selected = false;  // drop the cached weights of slot sets no group selects now
+};
+
 class LayerAdapters final : public models::WeightAdapter {
 public:
     // `stride` / `padding` describe the base convolution (unused for Linear).
@@ -62,11 +69,12 @@ public:
     void set_fused(const std::vector<int>& slots, int64_t amortize_steps = int64_t{1} << 30);
     // Per-row mode: row_slots[b] lists the slots active for batch row b. By default each group of rows
     // decides for one forward and the rows are shared by images_per_forward() images (Composite's per-LoRA
-    // blocks). An image map's whole-batch activation (AdapterSet::map_images) instead gives each row to one
-    // image that brings `image_rows` rows, for about `amortize_steps` forwards: a group then fuses as that
-    // image alone would (set_fused), and only the fused weights of the groups now selected are kept.
-    void set_row_slots(const std::vector<std::vector<int>>& row_slots, int64_t amortize_steps = 1,
-                       int64_t image_rows = 0);
+    // blocks). With an image map (AdapterSet::map_images) each row is one image's, and the plan says how many
+    // rows that image brings and for how many forwards, so a group fuses as that image alone would; a
+    // whole-batch map activation also keeps only the fused weights of the groups it selects.
+    void set_row_slots(const std::vector<std::vector<int>>& row_slots, RowPlan plan = {});
+    // Per-row mode: the rows one image brings to a group, as set_row_slots was told (0: counted), for tests.
+    int64_t row_image_rows() const { return row_plan_.image_rows; }
     // Back to base weights, every gain back to 1.
     void clear();
     // Sets the gain of `slot`'s delta; a change drops the fused weights built with the old one.
@@ -130,7 +138,7 @@ private:
     mutable at::Tensor fused_;
     std::vector<int> fused_slots_;
     int64_t amortize_steps_ = 1;
-    int64_t row_amortize_ = 1, row_image_rows_ = 0;  // per-row mode: see set_row_slots
+    RowPlan row_plan_;  // per-row mode: see set_row_slots
     mutable int decision_ = -1;  // fused mode: -1 undecided, 0 low-rank, 1 fused
     RowGroup fused_group_;        // fused mode: the active deltas, for the low-rank path
     std::vector<RowGroup> groups_;
