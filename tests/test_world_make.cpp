@@ -16,8 +16,10 @@
 #include "multilora/io/safetensors.h"
 #include "multilora/io/sha256.h"
 #include "multilora/lora/lora_file.h"
+#include "multilora/models/unet.h"
 #include "multilora/models/vae.h"
 #include "multilora/pipeline/model_loader.h"
+#include "multilora/sampling/scheduler.h"
 #include "multilora/util/error.h"
 #include "multilora/util/strings.h"
 #include "multilora/world/make_world.h"
@@ -87,6 +89,34 @@ TEST(WorldTraining, DecoderRefinementKeepsTheLatentSpace) {
     EXPECT_FALSE(torch::equal(flat(vae->decoder->parameters()), decoder_before));
     EXPECT_EQ(vae->config().scaling_factor, scaling);
     for (const auto& p : vae->parameters()) EXPECT_FALSE(p.requires_grad());
+}
+
+// UnetTraining::ema_decay: the UNet ends holding diffusers' EMAModel average of its weights after each step,
+// worked by hand for two steps: decay min(0.999, (1 + s) / (10 + s)) is 1/10 after step 0 and 2/11 after
+// step 1, so the average is 2/11 (w0 / 10 + 9 w1 / 10) + 9/11 w2, with w_s the weights after s plain steps.
+TEST(WorldTraining, UnetAverageIsTheEmaOfItsSteps) {
+    c10::InferenceMode off(false);
+    const auto cfg = world::world_configs();
+    models::AutoencoderKL vae(cfg.vae);
+    at::Generator vae_gen = at::make_generator<at::CPUGeneratorImpl>(3);
+    bench::fill_random_weights(*vae, vae_gen);
+    const at::Tensor context = torch::linspace(-1, 1, 77 * 64).reshape({1, 77, 64});
+    const auto encode = [&](const std::string& caption) { return caption.empty() ? context * 0 : context; };
+    const auto alphas = sampling::training_alphas_cumprod(sampling::sd15_scheduler_config());
+    const auto trained = [&](int steps, double ema) {
+        models::UNet2DConditionModel unet(cfg.unet);
+        at::Generator gen = at::make_generator<at::CPUGeneratorImpl>(11);
+        bench::fill_random_weights(*unet, gen);
+        world::UnetTraining t;
+        t.steps = steps, t.batch = 2, t.dataset = 4, t.lr = 1e-2, t.ema_decay = ema;  // Adam moves each weight ~lr a step
+        if (steps > 0) world::train_unet(*unet, *vae, encode, alphas, t, nullptr);
+        return flat(unet->parameters());
+    };
+    const at::Tensor w0 = trained(0, 0), w1 = trained(1, 0), w2 = trained(2, 0), average = trained(2, 0.999);
+    ASSERT_FALSE(torch::equal(w1, w2));
+    const at::Tensor expected = (w0 * 0.1 + w1 * 0.9) * (2.0 / 11) + w2 * (9.0 / 11);
+    EXPECT_LT((average - expected).abs().max().item<double>(), 1e-6);
+    EXPECT_GT((average - w2).abs().max().item<double>(), 1e-3);  // not the last step's weights
 }
 
 TEST(WorldMake, QuickBuildLearnsAndItsFilesLoad) {

@@ -14,22 +14,25 @@ void blip_hat(Canvas& c, const BodyFrame& f) {
 
 void zigzag_wrap(Canvas& c, const BodyFrame& f) {
     const Rgb yellow{1.f, 0.85f, 0.f};
+    // Wide teeth and a thick band: each tooth spans about one latent (8 px) at 64 px, so it survives the VAE.
     const float y = f.cy + f.r * 0.35f, w = f.half_width * 0.95f;
     Point prev{f.cx - w, y};
-    for (int i = 1; i <= 6; ++i) {
-        const Point next{f.cx - w + 2 * w * i / 6.f, y + ((i % 2) ? -f.r * 0.18f : f.r * 0.18f)};
-        c.line(prev, next, f.r * 0.2f, yellow);
+    for (int i = 1; i <= 4; ++i) {
+        const Point next{f.cx - w + 2 * w * i / 4.f, y + ((i % 2) ? -f.r * 0.3f : f.r * 0.3f)};
+        c.line(prev, next, f.r * 0.32f, yellow);
         prev = next;
     }
 }
 
 void moop_scarf(Canvas& c, const BodyFrame& f) {
     const Rgb blue{0.1f, 0.3f, 0.85f}, white{1, 1, 1};
-    const float y0 = f.cy + f.r * 0.1f, y1 = f.cy + f.r * 0.32f;
-    c.rect(f.cx - f.half_width * 0.9f, y0, f.cx + f.half_width * 0.9f, y1, blue);
-    const float x0 = f.cx + f.half_width * 0.25f, x1 = f.cx + f.half_width * 0.55f;
-    c.rect(x0, y1, x1, y1 + f.r * 0.6f, blue);
-    for (int i = 1; i <= 2; ++i) c.rect(x0, y1 + f.r * 0.2f * i, x1, y1 + f.r * (0.2f * i + 0.07f), white);
+    // A thick band and a wide hanging end with two broad white stripes: stripes thinner than a latent (8 px at
+    // 64 px) did not survive the VAE's round trip.
+    const float y0 = f.cy + f.r * 0.05f, y1 = f.cy + f.r * 0.4f;
+    c.rect(f.cx - f.half_width * 0.95f, y0, f.cx + f.half_width * 0.95f, y1, blue);
+    const float x0 = f.cx + f.half_width * 0.15f, x1 = f.cx + f.half_width * 0.65f;
+    c.rect(x0, y1, x1, y1 + f.r * 0.85f, blue);
+    for (int i = 0; i < 2; ++i) c.rect(x0, y1 + f.r * (0.12f + 0.38f * i), x1, y1 + f.r * (0.3f + 0.38f * i), white);
 }
 
 }  // namespace

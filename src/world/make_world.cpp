@@ -173,10 +173,10 @@ std::string settings_table(const WorldPlan& p) {
                   "| phase | steps | batch | lr | other |\n| --- | --- | --- | --- | --- |\n"
                   "| VAE | %d | %d | %g | KL weight %g, fresh scenes every step |\n"
                   "| VAE decoder (encoder frozen) | %d | %d | %g | a tenth of the lr for the last quarter, fresh multi-element scenes |\n"
-                  "| UNet | %d | %d | %g | %d base scenes, caption dropout %g |\n"
+                  "| UNet | %d | %d | %g | %d base scenes, caption dropout %g, EMA of the weights (decay %g) |\n"
                   "| each LoRA | %d | %d | %g | rank %d, alpha %d, attn+ff, %d scenes of the concept |\n",
                   p.vae.steps, p.vae.batch, p.vae.lr, p.vae.kl_weight, p.decoder.steps, p.decoder.batch, p.decoder.lr, p.unet.steps, p.unet.batch, p.unet.lr, p.unet.dataset,
-                  p.unet.caption_dropout, p.lora_steps, p.lora_batch, p.lora_lr, p.lora_rank, p.lora_rank, p.lora_images);
+                  p.unet.caption_dropout, p.unet.ema_decay, p.lora_steps, p.lora_batch, p.lora_lr, p.lora_rank, p.lora_rank, p.lora_images);
     return buf;
 }
 
@@ -187,6 +187,9 @@ WorldPlan world_plan(const MakeWorldOptions& o) {
     p.vae.seed = o.seed * 10 + 1;
     p.unet.seed = o.seed * 10 + 2;
     p.decoder.seed = o.seed * 10 + 3;
+    // The EMA and the 1000 steps past 4000: a probe that trained the 4000-step UNet 2000 steps further with an
+    // EMA lowered its loss over the last 200 steps from 0.0564 to 0.0468 and raised the LoRA check's mean.
+    p.unet.steps = 5000, p.unet.ema_decay = 0.999;
     if (o.quick) {
         p.vae.steps = 30, p.vae.batch = 2;
         p.decoder.steps = 10, p.decoder.batch = 2;

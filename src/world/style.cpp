@@ -69,7 +69,7 @@ void pastelle(Canvas& c) {
                     sum.r += p.r, sum.g += p.g, sum.b += p.b, ++count;
                 }
             const Rgb blurred{sum.r / count, sum.g / count, sum.b / count};
-            c.set(x, y, mix(blurred, {1.f, 0.97f, 0.95f}, 0.5f));
+            c.set(x, y, mix(blurred, {1.f, 0.97f, 0.95f}, 0.62f));
         }
 }
 

@@ -2,8 +2,10 @@
 
 #include <torch/torch.h>
 
+#include <algorithm>
 #include <chrono>
 #include <filesystem>
+#include <map>
 
 #include "multilora/models/unet.h"
 #include "multilora/models/vae.h"
@@ -50,11 +52,12 @@ std::map<std::string, at::Tensor> parameters_by_name(const torch::nn::Module& mo
 class PhaseRun {
 public:
     // Restores the module and the optimizer from the phase's checkpoint, when there is one.
+    // `extra` are more tensors the checkpoint keeps (an average of the weights), by names of their own.
     PhaseRun(const PhaseCheckpoint& c, torch::nn::Module& module, torch::optim::Optimizer& opt,
-             Clock::time_point start = Clock::now())
-        : c_(c), module_(module), opt_(opt), start_(start) {
+             Clock::time_point start = Clock::now(), std::map<std::string, at::Tensor> extra = {})
+        : c_(c), module_(module), opt_(opt), start_(start), extra_(std::move(extra)) {
         if (!c.path.empty() && std::filesystem::exists(c.path))
-            before_ = train::TrainingCheckpoint{c.path, c.fingerprint}.restore(parameters_by_name(module), opt);
+            before_ = train::TrainingCheckpoint{c.path, c.fingerprint}.restore(saved_tensors(), opt);
         losses_ = before_.losses;
     }
     int steps_done() const { return static_cast<int>(losses_.size()); }
@@ -66,7 +69,7 @@ public:
         losses_.push_back(loss);
         const int done = steps_done();
         if (c_.path.empty() || c_.every <= 0 || done % c_.every != 0 || done >= steps) return;
-        train::TrainingCheckpoint{c_.path, c_.fingerprint}.save(parameters_by_name(module_), opt_, {losses_, seconds()});
+        train::TrainingCheckpoint{c_.path, c_.fingerprint}.save(saved_tensors(), opt_, {losses_, seconds()});
     }
     // The phase's result; its checkpoint is removed.
     PhaseResult end() {
@@ -75,12 +78,49 @@ public:
     }
 
 private:
+    std::map<std::string, at::Tensor> saved_tensors() const {
+        std::map<std::string, at::Tensor> all = parameters_by_name(module_);
+        all.insert(extra_.begin(), extra_.end());
+        return all;
+    }
+
     const PhaseCheckpoint& c_;
     torch::nn::Module& module_;
     torch::optim::Optimizer& opt_;
     Clock::time_point start_;
+    std::map<std::string, at::Tensor> extra_;
     train::TrainingProgress before_;
     std::vector<double> losses_;
+};
+
+// An exponential moving average of a module's parameters, as diffusers' EMAModel keeps it (warm-up decay
+// min(decay, (1 + step) / (10 + step))). Its tensors are named "ema/<parameter>" for the checkpoint.
+class WeightAverage {
+public:
+    WeightAverage(const torch::nn::Module& module, double decay) : decay_(decay) {
+        if (decay <= 0) return;
+        torch::NoGradGuard no_grad;
+        for (const auto& p : module.named_parameters()) average_["ema/" + p.key()] = p.value().detach().clone();
+    }
+    const std::map<std::string, at::Tensor>& tensors() const { return average_; }
+
+    // After optimizer step `step` (0-based).
+    void update(const torch::nn::Module& module, int step) {
+        if (average_.empty()) return;
+        torch::NoGradGuard no_grad;
+        const double d = std::min(decay_, (1.0 + step) / (10.0 + step));
+        for (const auto& p : module.named_parameters()) average_.at("ema/" + p.key()).lerp_(p.value(), 1.0 - d);
+    }
+    // The module's parameters become the average.
+    void copy_to(torch::nn::Module& module) const {
+        if (average_.empty()) return;
+        torch::NoGradGuard no_grad;
+        for (auto& p : module.named_parameters()) p.value().copy_(average_.at("ema/" + p.key()));
+    }
+
+private:
+    double decay_;
+    std::map<std::string, at::Tensor> average_;
 };
 
 void set_scaling_factor(models::AutoencoderKLImpl& vae, uint64_t seed) {
@@ -216,7 +256,8 @@ PhaseResult train_unet(models::UNet2DConditionModelImpl& unet, models::Autoencod
     const train::DiffusionObjective objective(alphas_cumprod);
     for (auto& p : unet.parameters()) p.requires_grad_(true);
     torch::optim::AdamW opt(unet.parameters(), torch::optim::AdamWOptions(t.lr).weight_decay(1e-2));
-    PhaseRun run(checkpoint, unet, opt, start);
+    WeightAverage average(unet, t.ema_decay);
+    PhaseRun run(checkpoint, unet, opt, start, average.tensors());
     for (int step = run.steps_done(); step < t.steps; ++step) {
         const auto t0 = Clock::now();
         at::Generator gen = step_generator(t.seed, step);
@@ -232,10 +273,12 @@ PhaseResult train_unet(models::UNet2DConditionModelImpl& unet, models::Autoencod
         at::Tensor loss = objective.loss(unet, at::cat(z), at::cat(ctx), gen);
         loss.backward();
         opt.step();
+        average.update(unet, step);
         run.step_done(loss.item<double>(), t.steps);
         if (on_step) on_step({"unet", step + 1, t.steps, run.last_loss(), seconds_since(t0)});
     }
     for (auto& p : unet.parameters()) p.requires_grad_(false);
+    average.copy_to(unet);
     return run.end();
 }
 

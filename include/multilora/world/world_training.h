@@ -75,10 +75,14 @@ PhaseResult refine_vae_decoder(models::AutoencoderKLImpl& vae, const DecoderTrai
 struct UnetTraining {
     int steps = 4000, batch = 32, dataset = 8192;
     double lr = 4e-4, caption_dropout = 0.1;
+    // The model written is an exponential moving average of the weights (diffusers' EMAModel: the decay is
+    // min(ema_decay, (1 + step) / (10 + step))); 0: the last step's weights.
+    double ema_decay = 0;
     uint64_t seed = 2;
 };
 // Trains the UNet on `dataset` base scenes (generic content and captions), encoded once by `vae` and
-// the frozen text encoder (`encode` maps a caption to its hidden states).
+// the frozen text encoder (`encode` maps a caption to its hidden states). With t.ema_decay, `unet` ends
+// holding the average (checkpoints keep it, so a resumed phase ends with the same one).
 PhaseResult train_unet(models::UNet2DConditionModelImpl& unet, models::AutoencoderKLImpl& vae,
                        const std::function<at::Tensor(const std::string&)>& encode,
                        const at::Tensor& alphas_cumprod, const UnetTraining& t, const PhaseCallback& on_step,
