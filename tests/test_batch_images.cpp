@@ -1,6 +1,6 @@
 // `batch --batch-images N`: the images of one set and method (the config's seeds) share each UNet forward as
-// one batch of noises; with the methods that mix sets (MethodInfo::mixes_sets), the images of the next sets of
-// the same k too, each with its own LoRAs and prompt. On this CPU the products round a row differently with the number of rows around it
+// one batch of noises; with the methods that mix sets (MethodInfo::mixes_sets), any of their images in plan
+// order, whatever the set, method or k, each with its own LoRAs, prompt and method. On this CPU the products round a row differently with the number of rows around it
 // (OpenBLAS and oneDNN both; M = 77, 154, 300 rows in a probe with Debian's torch), so shared images are not
 // bit-identical to lone ones: they must agree within a few 1/255 (each adapter still decides fuse-or-low-rank
 // on one image's rows), with identical manifests apart from the PNG's hash; batch.jsonl records how many
@@ -85,6 +85,20 @@ int compare_with_alone(const fs::path& alone_out, const fs::path& shared_out, in
     return worst;
 }
 
+// tiny-smoke with one seed and these methods, run one at a time and with --batch-images 4: the shared run,
+// its PNG count and its largest difference from the lone images.
+multilora::test::BatchDir alone_and_shared(const std::string& tag, const std::vector<std::string>& methods, int& pngs,
+                                           int& worst) {
+    const auto config = [&](nlohmann::ordered_json& j) { j["methods"] = methods; };
+    auto alone = tiny_batch(tag + "-alone", config), shared = tiny_batch(tag + "-shared", config);
+    auto a = run_multilora(batch_args(alone));
+    EXPECT_EQ(a.exit_code, 0) << a.output;
+    auto b = run_multilora(batch_args(shared, "--batch-images 4"));
+    EXPECT_EQ(b.exit_code, 0) << b.output;
+    worst = compare_with_alone(alone.out, shared.out, pngs);
+    return shared;
+}
+
 TEST(BatchImages, SharedForwardsAgreeWithOneAtATime) {
     auto alone = three_seeds("alone");
     auto shared = three_seeds("shared");
@@ -105,31 +119,20 @@ TEST(BatchImages, GroupsAreCutAtN) {
     auto d = three_seeds("two");
     auto r = run_multilora(batch_args(d, "--batch-images 2"));
     ASSERT_EQ(r.exit_code, 0) << r.output;
-    // Merge and Composite mix sets: each (method, k)'s images (three seeds of every set of that k) run in plan
-    // order in groups of two, the last one alone when their count is odd. (Set by set it would be 2 + 1 per
-    // set and method.)
+    // Merge and Composite mix sets and each other: all 36 images run in plan order in groups of two. (By
+    // method and k they would leave an odd image alone in each of the four (method, k) groups of 9.)
     std::map<std::pair<std::string, int>, int> per_key;
     for (const auto& line : log_lines(d.out)) per_key[{line.at("method"), line.at("k")}]++;
-    std::map<int, int> want;
-    for (const auto& [key, images] : per_key) {
-        want[2] += images / 2 * 2;
-        if (images % 2) want[1] += 1;
-    }
-    EXPECT_EQ(per_key.size(), 4u);  // merge and composite at k = 2 and 3
-    EXPECT_EQ(images_per_forward(d.out), want);
+    EXPECT_EQ(per_key, (std::map<std::pair<std::string, int>, int>{
+                           {{"composite", 2}, 9}, {{"composite", 3}, 9}, {{"merge", 2}, 9}, {{"merge", 3}, 9}}));
+    EXPECT_EQ(images_per_forward(d.out), (std::map<int, int>{{2, 36}}));
 }
 
 // One seed per set: only forwards across sets can share. Merge, Switch, Composite and the base model mix sets;
 // LoRAtorio (it reads each LoRA's own prediction per patch, not only composition slots) stays one at a time.
 TEST(BatchImages, ImagesOfSeveralSetsShareAForward) {
-    const auto config = [](nlohmann::ordered_json& j) { j["methods"] = {"merge", "switch", "composite", "none", "loratorio"}; };
-    auto alone = tiny_batch("sets-alone", config), shared = tiny_batch("sets-shared", config);
-    auto a = run_multilora(batch_args(alone));
-    ASSERT_EQ(a.exit_code, 0) << a.output;
-    auto b = run_multilora(batch_args(shared, "--batch-images 4"));
-    ASSERT_EQ(b.exit_code, 0) << b.output;
-    int pngs = 0;
-    const int worst = compare_with_alone(alone.out, shared.out, pngs);
+    int pngs = 0, worst = 0;
+    const auto shared = alone_and_shared("sets", {"merge", "switch", "composite", "none", "loratorio"}, pngs, worst);
     EXPECT_EQ(pngs, 30);  // 6 sets x 5 methods, one seed
     EXPECT_LE(worst, 3) << "forwards shared across sets drifted from one-at-a-time images";
     std::map<std::string, int> widest;
@@ -143,6 +146,17 @@ TEST(BatchImages, ImagesOfSeveralSetsShareAForward) {
     size_t sheets = 0;
     for (const auto& [rel, bytes] : snapshot(shared.out)) sheets += rel.find("/sheet_") != std::string::npos;
     EXPECT_EQ(sheets, 6u);
+}
+
+// One seed, four methods that mix: a set's images of every method share a forward (per set: Merge, Switch,
+// Composite and the base model, in plan order), and each agrees with its lone image and records its own method.
+TEST(BatchImages, ImagesOfSeveralMethodsShareAForward) {
+    int pngs = 0, worst = 0;  // compare_with_alone compares the manifests too: each image's own method
+    const auto shared = alone_and_shared("methods", {"merge", "switch", "composite", "none"}, pngs, worst);
+    EXPECT_EQ(pngs, 24);  // 6 sets x 4 methods, one seed
+    EXPECT_LE(worst, 3) << "forwards shared across methods drifted from one-at-a-time images";
+    // Grouped by method and k, the three sets of each k would give forwards of three.
+    EXPECT_EQ(images_per_forward(shared.out), (std::map<int, int>{{4, 24}}));
 }
 
 TEST(BatchImages, ASamplerThatDrawsNoiseRunsOneAtATime) {

@@ -625,8 +625,8 @@ bool Generator::mixes_sets(const std::string& method) const {
 }
 
 // The unfinished images in the order they run: one at a time in plan order, or, with several images per
-// forward, up to per_forward_ at a time of one method and k: the config's seeds of one set, and, for methods
-// that mix sets (MethodInfo::mixes_sets), the next sets' images too, in plan order.
+// forward, up to per_forward_ at a time, in plan order: of one method and k, the config's seeds of one set;
+// of the methods that mix sets (MethodInfo::mixes_sets), any of their images, whatever the set, method or k.
 std::vector<std::vector<size_t>> Generator::forward_groups(const std::vector<const PlanSet*>& sets) const {
     std::vector<std::vector<size_t>> groups;
     std::map<std::tuple<size_t, std::string, int>, size_t> filling;  // (set or every set, method, k) -> open group
@@ -634,7 +634,8 @@ std::vector<std::vector<size_t>> Generator::forward_groups(const std::vector<con
         for (size_t i : s->images) {
             if (!todo_set_.count(i)) continue;
             const PlanImage& im = plan_.images[i];
-            const auto key = std::make_tuple(mixes_sets(im.method) ? plan_.sets.size() : im.set, im.method, im.k);
+            const auto key = mixes_sets(im.method) ? std::make_tuple(plan_.sets.size(), std::string(), 0)
+                                                   : std::make_tuple(im.set, im.method, im.k);
             auto it = filling.find(key);
             if (per_forward_ > 1 && it != filling.end() && groups[it->second].size() < per_forward_) {
                 groups[it->second].push_back(i);
@@ -678,7 +679,7 @@ pipeline::SessionResult Generator::generate(std::vector<pipeline::SessionRun>& r
     return out;
 }
 
-// One generation for a group of images of one method (one image, or several sharing each forward), each
+// One generation for a group of images (one image, or several sharing each forward, of one method or several), each
 // image's noise drawn from its own seed's stream; each image is then written, logged and timed on its own
 // (a shared forward's time split evenly).
 void Generator::run_group(const std::vector<size_t>& group) {
@@ -701,6 +702,7 @@ void Generator::run_group(const std::vector<size_t>& group) {
         one.request.num_images = n;  // for the log; the PNG's parameters do not record it
         pipeline::SessionResult mine = out;
         mine.generation.images = {out.generation.images.at(j)};
+        if (!out.image_compositions.empty()) mine.composition = out.image_compositions.at(j);
         if (!out.image_prompt_cuts.empty()) {
             const auto& cut = out.image_prompt_cuts.at(j);
             mine.generation.positive_truncated = cut.prompt;

@@ -214,8 +214,8 @@ Command add_batch_command(CLI::App& app) {
     sub->add_flag("--overwrite", o->overwrite, "Regenerate images made with other settings instead of stopping");
     sub->add_option("--threads", o->threads, "CPU threads (0: all cores; default: the config's \"threads\")");
     sub->add_option("--batch-images", o->batch_images,
-                    "Images of one method and k that share each UNet forward (a set's seeds; for merge, switch, "
-                    "composite and none, several sets' images): faster on small images "
+                    "Images that share each UNet forward: a set's seeds of one method; merge, switch, composite "
+                    "and none images of any set, method and k, in plan order: faster on small images "
                     "(docs/batch-config.md), but pixels can differ by a rounding from one-at-a-time images, which stay "
                     "the exact default")
         ->capture_default_str()

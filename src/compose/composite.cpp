@@ -29,9 +29,42 @@ public:
 
     at::Tensor predict(const StepContext& ctx) override;
 
+    StepRows step_rows(const StepContext& ctx) override {
+        LoraRowBatch b = lora_row_batch(ctx, slots_);
+        return {b.input, b.context, std::move(b.row_slots)};
+    }
+
+    at::Tensor combine(const StepContext& ctx, const at::Tensor& eps) override {
+        const auto& s = ctx.scaled_latents.sizes();
+        const int64_t k = static_cast<int64_t>(slots_.size());
+        BranchSums sums;
+        sums.add(eps.view({k, eps.size(0) / k, s[1], s[2], s[3]}), ctx);
+        return sums.guided_mean(k, ctx);
+    }
+
     nlohmann::json record() const override { return {{"method", "composite"}, {"max_batch_rows", max_batch_rows_}}; }
 
 private:
+    // The unconditional and conditional predictions summed over LoRAs, forward by forward.
+    struct BranchSums {
+        at::Tensor uncond, cond;
+        // eps: [loras, rows per LoRA, C, h, w] of one forward.
+        void add(const at::Tensor& eps, const StepContext& ctx) {
+            const int64_t n = ctx.scaled_latents.size(0);
+            const bool cfg = ctx.guidance_scale > 1.0;
+            at::Tensor eps_uncond = cfg ? eps.narrow(1, 0, n).sum(0) : at::Tensor();
+            at::Tensor eps_cond = (cfg ? eps.narrow(1, n, n) : eps).sum(0);
+            if (cfg) uncond = uncond.defined() ? uncond + eps_uncond : eps_uncond;
+            cond = cond.defined() ? cond + eps_cond : eps_cond;
+        }
+        at::Tensor guided_mean(int64_t k, const StepContext& ctx) const {
+            at::Tensor mean_cond = cond / static_cast<double>(k);
+            if (ctx.guidance_scale <= 1.0) return mean_cond;
+            at::Tensor mean_uncond = uncond / static_cast<double>(k);
+            return mean_uncond + ctx.guidance_scale * (mean_cond - mean_uncond);
+        }
+    };
+
     ModelParts model_;
     lora::AdapterSet* adapters_;
     std::vector<int> slots_;
@@ -40,20 +73,10 @@ private:
 
 // Sums each forward's predictions per branch, then averages over the k LoRAs.
 at::Tensor CompositeMethod::predict(const StepContext& ctx) {
-    const int64_t k = static_cast<int64_t>(slots_.size());
-    const int64_t n = ctx.scaled_latents.size(0);
-    const bool cfg = ctx.guidance_scale > 1.0;
-    at::Tensor sum_uncond, sum_cond;
-    for_each_lora_rows(model_.unet, *adapters_, slots_, ctx, max_batch_rows_, [&](int64_t, const at::Tensor& eps) {
-        at::Tensor eps_uncond = cfg ? eps.narrow(1, 0, n).sum(0) : at::Tensor();
-        at::Tensor eps_cond = (cfg ? eps.narrow(1, n, n) : eps).sum(0);
-        if (cfg) sum_uncond = sum_uncond.defined() ? sum_uncond + eps_uncond : eps_uncond;
-        sum_cond = sum_cond.defined() ? sum_cond + eps_cond : eps_cond;
-    });
-    at::Tensor mean_cond = sum_cond / static_cast<double>(k);
-    if (!cfg) return mean_cond;
-    at::Tensor mean_uncond = sum_uncond / static_cast<double>(k);
-    return mean_uncond + ctx.guidance_scale * (mean_cond - mean_uncond);
+    BranchSums sums;
+    for_each_lora_rows(model_.unet, *adapters_, slots_, ctx, max_batch_rows_,
+                       [&](int64_t, const at::Tensor& eps) { sums.add(eps, ctx); });
+    return sums.guided_mean(static_cast<int64_t>(slots_.size()), ctx);
 }
 
 }  // namespace

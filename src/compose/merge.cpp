@@ -8,6 +8,7 @@
 
 #include "multilora/compose/registry.h"
 #include "multilora/lora/adapter_set.h"
+#include "multilora/util/error.h"
 
 namespace multilora::compose {
 namespace {
@@ -34,6 +35,11 @@ public:
         if (scheduled_) follow_schedule(ctx.step, ctx.num_steps);
         return cfg_predict(model_.unet, ctx);
     }
+    StepRows step_rows(const StepContext& ctx) override {
+        if (scheduled_) throw RuntimeError("merge with a LoRA weight schedule cannot share a UNet forward with other images");
+        return cfg_rows(ctx, slots_);
+    }
+    at::Tensor combine(const StepContext& ctx, const at::Tensor& eps) override { return cfg_combine(ctx, eps); }
 
     nlohmann::json record() const override {
         nlohmann::json r = {{"method", "merge"}};

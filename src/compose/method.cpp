@@ -23,10 +23,29 @@ at::Tensor cfg_context(const text::EncodedPrompts& prompts, const StepContext& c
 }
 
 at::Tensor cfg_predict(models::UNet2DConditionModelImpl& unet, const StepContext& ctx) {
-    at::Tensor eps = unet.forward(cfg_latents(ctx), ctx.timestep, cfg_context(ctx.prompts, ctx));
+    return cfg_combine(ctx, unet.forward(cfg_latents(ctx), ctx.timestep, cfg_context(ctx.prompts, ctx)));
+}
+
+StepRows cfg_rows(const StepContext& ctx, const std::vector<int>& slots) {
+    StepRows rows{cfg_latents(ctx), cfg_context(ctx.prompts, ctx), {}};
+    rows.row_slots.assign(static_cast<size_t>(rows.input.size(0)), slots);
+    return rows;
+}
+
+at::Tensor cfg_combine(const StepContext& ctx, const at::Tensor& eps) {
     if (ctx.guidance_scale <= 1.0) return eps;
     auto halves = eps.chunk(2, 0);
     return halves[0] + ctx.guidance_scale * (halves[1] - halves[0]);
+}
+
+StepRows CompositionMethod::step_rows(const StepContext&) {
+    throw RuntimeError("internal: " + record().value("method", std::string("this method")) +
+                       " cannot share a UNet forward with other methods");
+}
+
+at::Tensor CompositionMethod::combine(const StepContext& ctx, const at::Tensor&) {
+    step_rows(ctx);  // throws
+    return {};
 }
 
 text::EncodedPrompts encode_text(const ModelParts& model, const PromptText& text) {

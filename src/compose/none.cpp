@@ -18,6 +18,8 @@ public:
         return prompts;
     }
     at::Tensor predict(const StepContext& ctx) override { return cfg_predict(model_.unet, ctx); }
+    StepRows step_rows(const StepContext& ctx) override { return cfg_rows(ctx, {}); }
+    at::Tensor combine(const StepContext& ctx, const at::Tensor& eps) override { return cfg_combine(ctx, eps); }
     nlohmann::json record() const override { return {{"method", "none"}}; }
 
 private:

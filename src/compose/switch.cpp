@@ -51,15 +51,16 @@ public:
     }
 
     at::Tensor predict(const StepContext& ctx) override {
-        const int active = switch_active_lora(ctx.step, static_cast<int>(slots_.size()), interval_, schedule_);
+        const int active = advance(ctx);
         if (active != last_) {
             // Each layer fuses the newly active LoRA only if that pays off over one switch interval.
             adapters_->activate_unet({slots_[active]}, interval_);
             last_ = active;
         }
-        trace_.push_back(active);
         return cfg_predict(model_.unet, ctx);
     }
+    StepRows step_rows(const StepContext& ctx) override { return cfg_rows(ctx, {slots_[advance(ctx)]}); }
+    at::Tensor combine(const StepContext& ctx, const at::Tensor& eps) override { return cfg_combine(ctx, eps); }
 
     nlohmann::json record() const override {
         return {{"method", "switch"},
@@ -69,6 +70,13 @@ public:
     }
 
 private:
+    // The composition index of this step's LoRA, recorded in the trace.
+    int advance(const StepContext& ctx) {
+        const int active = switch_active_lora(ctx.step, static_cast<int>(slots_.size()), interval_, schedule_);
+        trace_.push_back(active);
+        return active;
+    }
+
     ModelParts model_;
     lora::AdapterSet* adapters_;
     std::vector<int> slots_;

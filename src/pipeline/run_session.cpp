@@ -8,6 +8,7 @@
 
 #include "multilora/compose/registry.h"
 #include "multilora/pipeline/file_hashes.h"
+#include "multilora/pipeline/mixed_methods.h"
 #include "multilora/sampling/scheduler.h"
 #include "multilora/util/clock.h"
 #include "multilora/util/error.h"
@@ -58,25 +59,20 @@ namespace {
 // The runs' prompts encoded one image at a time (each with its own LoRAs in the text encoder), stacked as rows.
 text::EncodedPrompts encode_each_image(compose::CompositionMethod& method, lora::AdapterSet* adapters,
                                        const std::vector<SessionRun>& runs, SessionResult& out) {
-    std::vector<at::Tensor> cond, uncond;
-    text::EncodedPrompts all;
+    std::vector<text::EncodedPrompts> each;
     for (size_t b = 0; b < runs.size(); ++b) {
         if (adapters) adapters->set_text_image(b);
-        text::EncodedPrompts p = method.encode(runs[b].request.prompt_text());
-        if (b > 0 && p.cond.sizes() != cond.front().sizes())
-            throw RuntimeError("images that share a forward must encode to prompts of one length (image " +
-                               std::to_string(b) + "'s has " + std::to_string(p.chunks) + " chunk(s), image 0's " +
-                               std::to_string(all.chunks) + ")");
-        out.image_prompt_cuts.push_back({p.prompt_truncated, p.negative_truncated});
-        all.prompt_truncated = all.prompt_truncated || p.prompt_truncated;
-        all.negative_truncated = all.negative_truncated || p.negative_truncated;
-        if (b == 0) all.chunks = p.chunks;
-        cond.push_back(p.cond);
-        uncond.push_back(p.uncond);
+        each.push_back(method.encode(runs[b].request.prompt_text()));
+        out.image_prompt_cuts.push_back({each.back().prompt_truncated, each.back().negative_truncated});
     }
-    all.cond = at::cat(cond, 0);
-    all.uncond = at::cat(uncond, 0);
-    return all;
+    return stack_image_prompts(each);
+}
+
+// Whether every run names runs[0]'s method and as many LoRAs.
+bool one_method(const std::vector<SessionRun>& runs) {
+    return std::all_of(runs.begin(), runs.end(), [&](const SessionRun& r) {
+        return r.method == runs.front().method && r.slots.size() == runs.front().slots.size();
+    });
 }
 
 // The runs as one request: runs[0]'s settings, every image's initial noise stacked.
@@ -84,9 +80,9 @@ GenerationRequest joint_request(const std::vector<SessionRun>& runs) {
     GenerationRequest request = runs.front().request;
     std::vector<at::Tensor> noises;
     for (const SessionRun& r : runs) {
-        if (r.method != runs.front().method || r.slots.size() != runs.front().slots.size() ||
-            !r.request.initial_noise.defined())
-            throw RuntimeError("images that share a forward need one method, as many LoRAs each, and their noise");
+        if (!r.request.initial_noise.defined() ||
+            r.request.initial_noise.sizes() != runs.front().request.initial_noise.sizes())
+            throw RuntimeError("images that share a forward need their initial noise, of one shape");
         noises.push_back(r.request.initial_noise);
     }
     request.initial_noise = at::cat(noises, 0);
@@ -97,6 +93,7 @@ GenerationRequest joint_request(const std::vector<SessionRun>& runs) {
 }  // namespace
 
 SessionResult RunSession::run_images(const std::vector<SessionRun>& runs) {
+    if (!one_method(runs)) return run_mixed(runs);
     const SessionRun& first = runs.front();
     const GenerationRequest request = joint_request(runs);
     const bool one_set = std::all_of(runs.begin(), runs.end(), [&](const SessionRun& r) {
@@ -127,6 +124,31 @@ SessionResult RunSession::run_images(const std::vector<SessionRun>& runs) {
         return encode_each_image(m, adapters, runs, out);
     });
     out.composition = method->record();
+    return out;
+}
+
+SessionResult RunSession::run_mixed(const std::vector<SessionRun>& runs) {
+    std::vector<std::unique_ptr<compose::CompositionMethod>> methods;
+    std::vector<compose::PromptText> texts;
+    for (const SessionRun& r : runs) {
+        if (!compose::registry().get(r.method).mixes_sets)
+            throw RuntimeError("method " + r.method + " cannot share a UNet forward with other methods' images");
+        compose::MethodSetup setup{model_parts(model_), r.method == "none" ? nullptr : adapters_.get(), r.slots,
+                                   method_args(r), r.triggers, r.categories};
+        methods.push_back(compose::registry().create(r.method, setup));
+        texts.push_back(r.request.prompt_text());
+    }
+    const GenerationRequest request = joint_request(runs);
+    ClearAdapters clear{adapters_.get()};
+    MixedMethods mixed(model_parts(model_), adapters_.get(), std::move(methods));
+    SessionResult out;
+    out.generation = generate(model_, request, &mixed, runs.front().on_step,
+                              [&](compose::CompositionMethod&) { return mixed.encode_images(texts); });
+    for (size_t b = 0; b < mixed.images(); ++b) {
+        out.image_prompt_cuts.push_back({mixed.image_prompts(b).prompt_truncated, mixed.image_prompts(b).negative_truncated});
+        out.image_compositions.push_back(mixed.image(b).record());
+    }
+    out.composition = mixed.record();
     return out;
 }
 

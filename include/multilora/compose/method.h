@@ -64,6 +64,14 @@ struct MethodSetup {
     std::vector<std::string> categories;
 };
 
+// One step's UNet rows, as a method would run them, for a forward shared with other images' methods (batch
+// --batch-images across methods): the latents and prompt embeddings of each row, and the attached slots
+// each row composes.
+struct StepRows {
+    at::Tensor input, context;
+    std::vector<std::vector<int>> row_slots;
+};
+
 class CompositionMethod {
 public:
     virtual ~CompositionMethod() = default;
@@ -73,6 +81,14 @@ public:
     virtual at::Tensor predict(const StepContext& ctx) = 0;
     // What the method did, for the manifest: {"method": name, and its settings}.
     virtual nlohmann::json record() const = 0;
+
+    // Methods whose images can share a UNet forward with other methods' images (MethodInfo::mixes_sets)
+    // split predict() in two: step_rows() says which rows this step needs (and advances the method's own
+    // per-step state, as predict does) without running the UNet or touching the adapters; combine() turns
+    // those rows' ε into the guided prediction. predict(ctx) equals combine(ctx, ε of step_rows(ctx)'s rows,
+    // each with its slots). The others throw RuntimeError.
+    virtual StepRows step_rows(const StepContext& ctx);
+    virtual at::Tensor combine(const StepContext& ctx, const at::Tensor& eps);
 };
 
 // The rows of one model's prediction: the latents and prompt embeddings as [∅ ×n, c ×n] (only the c rows
@@ -83,6 +99,9 @@ at::Tensor cfg_context(const text::EncodedPrompts& prompts, const StepContext& c
 // The plain classifier-free-guided prediction: one UNet call on the batched [uncond × n, cond × n] rows
 // (only the conditional rows when guidance_scale <= 1, as diffusers skips the other branch).
 at::Tensor cfg_predict(models::UNet2DConditionModelImpl& unet, const StepContext& ctx);
+// cfg_predict's two halves: its rows, each composing `slots`, and the guidance applied to their ε.
+StepRows cfg_rows(const StepContext& ctx, const std::vector<int>& slots);
+at::Tensor cfg_combine(const StepContext& ctx, const at::Tensor& eps);
 
 // encode_prompts on the model's tokenizer and text encoder.
 text::EncodedPrompts encode_text(const ModelParts& model, const PromptText& text);

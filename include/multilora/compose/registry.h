@@ -32,7 +32,8 @@ struct MethodInfo {
     bool weight_schedules = false;  // honours --lora FILE:W@F,... weight schedules (lora/weight_schedule.h)
     // Images of different sets, each with its own LoRAs and prompt, can share its UNet forwards: the method
     // drives the adapters only through composition slots (AdapterSet::map_images) and reads no trigger words,
-    // categories or per-layer state (batch --batch-images across sets).
+    // categories or per-layer state (batch --batch-images across sets). It also implements step_rows() and
+    // combine(), so images of other such methods can share its forwards (pipeline::MixedMethods).
     bool mixes_sets = false;
 
     // Whether the method composes k LoRAs (min_loras..max_loras; "none" takes any set and ignores it).

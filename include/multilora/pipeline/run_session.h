@@ -42,6 +42,8 @@ struct SessionResult {
         bool prompt = false, negative = false;
     };
     std::vector<PromptCut> image_prompt_cuts;
+    // run_images with several methods: each image's record() (`composition` then holds them all).
+    std::vector<nlohmann::json> image_compositions;
 };
 
 class RunSession {
@@ -53,12 +55,14 @@ public:
     // Runs one generation; the adapters are back on the base weights afterwards, also after an error.
     SessionResult run(const SessionRun& run);
     // Several images in one generation, sharing each UNet forward: each with its own request (prompt, initial
-    // noise) and LoRAs (`slots`, of one length for all), one method with one set of arguments and settings
-    // (runs[0]'s). Images with the same LoRAs and prompts (a set's seeds) are one run of several images, the
-    // prompt encoded once. Otherwise the method must be a MethodInfo::mixes_sets one: each image's prompts are
-    // encoded with its own LoRAs, and the adapters give each image's rows its own (AdapterSet::map_images).
-    // Throws RuntimeError when the runs do not fit together (another method, LoRA count or prompt length, a
-    // method that cannot mix).
+    // noise), method and LoRAs, and runs[0]'s settings (size, steps, sampler, guidance). When every run names
+    // one method and as many LoRAs, that method runs with runs[0]'s arguments: images with the same LoRAs and
+    // prompts (a set's seeds) are one run of several images, the prompt encoded once; otherwise the method
+    // must be a MethodInfo::mixes_sets one: each image's prompts are encoded with its own LoRAs, and the
+    // adapters give each image's rows its own (AdapterSet::map_images). Runs of several methods or LoRA counts
+    // must all name mixes_sets methods: each image gets its own method with its own arguments, and one forward
+    // a step runs every image's rows (MixedMethods). Throws RuntimeError when the runs do not fit together
+    // (a method that cannot mix, prompts of different lengths).
     SessionResult run_images(const std::vector<SessionRun>& runs);
 
     StableDiffusionModel& model() { return model_; }
@@ -75,6 +79,9 @@ public:
     nlohmann::json lora_record(int slot) const;
 
 private:
+    // run_images for runs of several methods or LoRA counts.
+    SessionResult run_mixed(const std::vector<SessionRun>& runs);
+
     SessionOptions options_;
     StableDiffusionModel model_;
     std::unique_ptr<lora::AdapterSet> adapters_;
