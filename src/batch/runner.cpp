@@ -542,7 +542,7 @@ public:
               const Work& work, BatchSession& session, BatchReport& report)
         : c_(c), plan_(plan), opt_(opt), observer_(observer), work_(work), b_(session), report_(report),
           todo_set_(work.todo.begin(), work.todo.end()), done_(plan.images.size(), false), cost_(cost_from_log(c)),
-          per_forward_(static_cast<size_t>(images_per_forward(c, opt.batch_images))) {
+          per_forward_(static_cast<size_t>(std::max(1, opt.batch_images))) {
         for (size_t i : work.survey.images) done_[i] = work.survey.checks.at(i).state == ImageState::Finished;
     }
 
@@ -759,19 +759,8 @@ void refuse_linked_folders(const BatchConfig& c, const BatchPlan& plan) {
 
 }  // namespace
 
-int images_per_forward(const BatchConfig& c, int requested) {
-    if (sampling::scheduler_draws_noise(c.scheduler)) {
-        if (requested > 1)
-            throw UsageError("--batch-images " + std::to_string(requested) + ": the sampler " + c.scheduler +
-                             " draws noise at every step from each image's own generator, so its images run one at a time");
-        return 1;
-    }
-    return std::max(1, requested);
-}
-
 BatchReport run_batch(const BatchConfig& c, const BatchPlan& plan, const BatchOptions& opt, BatchObserver& observer) {
     const auto t_start = std::chrono::steady_clock::now();
-    images_per_forward(c, opt.batch_images);  // a refused --batch-images stops before anything is written
     BatchReport report;
     io::ensure_writable_dir(c.out);
     refuse_linked_folders(c, plan);

@@ -33,6 +33,9 @@ void validate_request(const GenerationRequest& r) {
             throw UsageError(std::string(p == &r.prompt ? "the prompt" : "the negative prompt") + " is " +
                              std::to_string(p->size()) + " bytes long; at most " + std::to_string(kMaxPromptBytes) +
                              " are accepted (CLIP reads 77 tokens of it)");
+    if (!r.image_seeds.empty() && r.num_images % static_cast<int>(r.image_seeds.size()) != 0)
+        throw RuntimeError(std::to_string(r.image_seeds.size()) + " image seeds cannot share " +
+                           std::to_string(r.num_images) + " images evenly");
     if (!std::isfinite(r.guidance_scale) || std::fabs(r.guidance_scale) > 1000)
         throw UsageError("--guidance-scale must be a finite number between -1000 and 1000");
     const auto& names = sampling::scheduler_names();
@@ -140,10 +143,53 @@ std::vector<std::vector<uint8_t>> to_rgb8(const at::Tensor& images) {
 
 namespace {
 
+// The scheduler stepping the latents. One scheduler and one generator seeded with the request's seed serve the
+// whole batch, except for a sampler that draws noise at its steps given image seeds: then each run's images step
+// with their own scheduler and generator, so they draw what they would alone (GenerationRequest::image_seeds).
+class Sampler {
+public:
+    Sampler(const StableDiffusionModel& model, const GenerationRequest& request) {
+        const bool per_run = sampling::scheduler_draws_noise(request.scheduler) && request.image_seeds.size() > 1;
+        const std::vector<uint64_t> seeds = per_run ? request.image_seeds : std::vector<uint64_t>{request.seed};
+        for (uint64_t seed : seeds) {
+            schedulers_.push_back(sampling::make_scheduler(request.scheduler, model.scheduler_config));
+            schedulers_.back()->set_timesteps(request.steps);
+            generators_.push_back(at::make_generator<at::CPUGeneratorImpl>(seed));
+        }
+    }
+    sampling::Scheduler& scheduler() { return *schedulers_.front(); }
+
+    // Draws `shape` as each generator would alone: [rows of run 0; rows of run 1; ...].
+    at::Tensor randn(const std::vector<int64_t>& shape) {
+        std::vector<at::Tensor> parts;
+        std::vector<int64_t> part_shape = shape;
+        part_shape[0] = shape[0] / static_cast<int64_t>(generators_.size());
+        for (at::Generator& gen : generators_)
+            parts.push_back(at::randn(part_shape, gen, at::TensorOptions().dtype(at::kFloat)));
+        return parts.size() == 1 ? parts.front() : at::cat(parts, 0);
+    }
+
+    at::Tensor step(const at::Tensor& eps, int step_index, const at::Tensor& latents) {
+        if (schedulers_.size() == 1) return schedulers_.front()->step(eps, step_index, latents, &generators_.front());
+        const int64_t rows = latents.size(0) / static_cast<int64_t>(schedulers_.size());
+        std::vector<at::Tensor> parts;
+        for (size_t b = 0; b < schedulers_.size(); ++b) {
+            const int64_t from = static_cast<int64_t>(b) * rows;
+            parts.push_back(schedulers_[b]->step(eps.narrow(0, from, rows), step_index, latents.narrow(0, from, rows),
+                                                 &generators_[b]));
+        }
+        return at::cat(parts, 0);
+    }
+
+private:
+    std::vector<std::unique_ptr<sampling::Scheduler>> schedulers_;
+    std::vector<at::Generator> generators_;
+};
+
 // The initial latents: float32 randn from a CPU generator seeded once (the numbers diffusers draws from
 // torch.Generator("cpu").manual_seed(seed)), or the caller's noise, times init_noise_sigma.
-at::Tensor initial_latents(const StableDiffusionModel& model, const GenerationRequest& request,
-                           const sampling::Scheduler& scheduler, at::Generator& gen, int factor) {
+at::Tensor initial_latents(const StableDiffusionModel& model, const GenerationRequest& request, Sampler& sampler,
+                           int factor) {
     const int64_t channels = model.unet->config().in_channels;
     const std::vector<int64_t> shape{request.num_images, channels, request.height / factor, request.width / factor};
     at::Tensor latents;
@@ -152,9 +198,9 @@ at::Tensor initial_latents(const StableDiffusionModel& model, const GenerationRe
             throw RuntimeError("initial noise has the wrong shape for this request");
         latents = request.initial_noise.to(at::kFloat);
     } else {
-        latents = at::randn(shape, gen, at::TensorOptions().dtype(at::kFloat));
+        latents = sampler.randn(shape);
     }
-    return latents.to(model.device, model.dtype) * scheduler.init_noise_sigma();
+    return latents.to(model.device, model.dtype) * sampler.scheduler().init_noise_sigma();
 }
 
 // A NaN or Inf anywhere in the latents: the image is lost, and saying where beats writing a black PNG.
@@ -171,20 +217,21 @@ void check_finite(const at::Tensor& latents, int step, int total, const compose:
 
 // The denoising loop: one method->predict and one scheduler step per timestep.
 at::Tensor denoise(StableDiffusionModel& model, const GenerationRequest& request, compose::CompositionMethod& method,
-                   const text::EncodedPrompts& prompts, sampling::Scheduler& scheduler, at::Tensor latents,
-                   at::Generator& gen, const StepCallback& on_step, GenerationResult& result) {
+                   const text::EncodedPrompts& prompts, Sampler& sampler, at::Tensor latents,
+                   const StepCallback& on_step, GenerationResult& result) {
     const int total = static_cast<int>(result.timesteps.size());
     for (int i = 0; i < total; ++i) {
         throw_if_interrupted();  // SIGINT/SIGTERM under an InterruptScope: this image is discarded
         auto ts = std::chrono::steady_clock::now();
         const double t = result.timesteps[i];
+        sampling::Scheduler& scheduler = sampler.scheduler();
         at::Tensor timestep = scheduler.timestep_is_integral() ? at::scalar_tensor(static_cast<int64_t>(t), at::kLong)
                                                                : at::scalar_tensor(t, at::kFloat);
         timestep = timestep.to(model.device);
         at::Tensor scaled = scheduler.scale_model_input(latents, i);
         compose::StepContext ctx{scaled, timestep, i, prompts, request.guidance_scale, total};
         at::Tensor eps = method.predict(ctx);
-        latents = scheduler.step(eps, i, latents, &gen);
+        latents = sampler.step(eps, i, latents);
         if (!request.allow_nan) check_finite(latents, i, total, method);
         const double secs = seconds_since(ts);
         result.step_seconds.push_back(secs);
@@ -219,11 +266,7 @@ GenerationResult generate(StableDiffusionModel& model, const GenerationRequest& 
         throw UsageError("--width and --height must be multiples of " + std::to_string(factor) + " for this VAE");
     check_size_fits(model, request, 2 * request.num_images);
     // Each image's adapters decide as if it ran alone (see lora::set_images_per_forward).
-    struct ImagesPerForward {
-        int64_t before = lora::images_per_forward();
-        explicit ImagesPerForward(int64_t n) { lora::set_images_per_forward(n); }
-        ~ImagesPerForward() { lora::set_images_per_forward(before); }
-    } images_per_forward(request.num_images);
+    const lora::ImagesPerForwardScope images_per_forward(request.num_images);
     result.width = request.width;
     result.height = request.height;
     PlainMethod plain(model_parts(model));
@@ -241,13 +284,11 @@ GenerationResult generate(StableDiffusionModel& model, const GenerationRequest& 
     release_resident_weights(*model.text_encoder);
     release_free_memory();
 
-    auto scheduler = sampling::make_scheduler(request.scheduler, model.scheduler_config);
-    scheduler->set_timesteps(request.steps);
-    result.timesteps = scheduler->timesteps();
     // The generator that drew the initial noise then feeds ancestral samplers.
-    at::Generator gen = at::make_generator<at::CPUGeneratorImpl>(request.seed);
-    at::Tensor latents = initial_latents(model, request, *scheduler, gen, factor);
-    latents = denoise(model, request, m, prompts, *scheduler, latents, gen, on_step, result);
+    Sampler sampler(model, request);
+    result.timesteps = sampler.scheduler().timesteps();
+    at::Tensor latents = initial_latents(model, request, sampler, factor);
+    latents = denoise(model, request, m, prompts, sampler, latents, on_step, result);
     result.latents = latents.to(at::kFloat).cpu();
 
     auto td = std::chrono::steady_clock::now();

@@ -41,12 +41,18 @@ compose::MethodArgs method_args(const SessionRun& r) {
     return r.args.params().empty() ? compose::default_args(r.method) : r.args;
 }
 
+// The run's method on its own slots, arguments, triggers and categories ("none": the base model, no adapters).
+std::unique_ptr<compose::CompositionMethod> create_method(StableDiffusionModel& model, lora::AdapterSet* adapters,
+                                                          const SessionRun& r) {
+    compose::MethodSetup setup{model_parts(model), r.method == "none" ? nullptr : adapters, r.slots,
+                               method_args(r), r.triggers, r.categories};
+    return compose::registry().create(r.method, setup);
+}
+
 }  // namespace
 
 SessionResult RunSession::run(const SessionRun& r) {
-    compose::MethodSetup setup{model_parts(model_), r.method == "none" ? nullptr : adapters_.get(), r.slots,
-                               method_args(r), r.triggers, r.categories};
-    std::unique_ptr<compose::CompositionMethod> method = compose::registry().create(r.method, setup);
+    std::unique_ptr<compose::CompositionMethod> method = create_method(model_, adapters_.get(), r);
     ClearAdapters clear{adapters_.get()};
     SessionResult out;
     out.generation = generate(model_, r.request, method.get(), r.on_step);
@@ -84,6 +90,7 @@ GenerationRequest joint_request(const std::vector<SessionRun>& runs) {
             r.request.initial_noise.sizes() != runs.front().request.initial_noise.sizes())
             throw RuntimeError("images that share a forward need their initial noise, of one shape");
         noises.push_back(r.request.initial_noise);
+        request.image_seeds.push_back(r.request.seed);  // euler-a: each run's step noise from its own seed
     }
     request.initial_noise = at::cat(noises, 0);
     request.num_images = static_cast<int>(noises.front().size(0) * static_cast<int64_t>(runs.size()));
@@ -133,9 +140,7 @@ SessionResult RunSession::run_mixed(const std::vector<SessionRun>& runs) {
     for (const SessionRun& r : runs) {
         if (!compose::registry().get(r.method).mixes_sets)
             throw RuntimeError("method " + r.method + " cannot share a UNet forward with other methods' images");
-        compose::MethodSetup setup{model_parts(model_), r.method == "none" ? nullptr : adapters_.get(), r.slots,
-                                   method_args(r), r.triggers, r.categories};
-        methods.push_back(compose::registry().create(r.method, setup));
+        methods.push_back(create_method(model_, adapters_.get(), r));
         texts.push_back(r.request.prompt_text());
     }
     const GenerationRequest request = joint_request(runs);

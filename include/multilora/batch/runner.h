@@ -69,20 +69,15 @@ public:
     virtual void checkpoint(const BatchCheckpoint&) {}
 };
 
-
 struct BatchOptions {
     Shard shard;
     bool overwrite = false;  // regenerate stale images instead of stopping
     int threads = -1;        // -1: the config's
-    // Images of one set and method (the config's seeds) that share each UNet forward. 1 (and 0): one at a
-    // time, the exact default. Shared forwards are faster on small images but not bit-identical on the CPU:
+    // Images that share each UNet forward (a set's seeds of one method; images of any set, method and k for the
+    // methods that mix sets; any sampler). 1 (and 0): one at a time, the exact default. Shared forwards are faster on small images but not bit-identical on the CPU:
     // oneDNN's and OpenBLAS's products round a row differently with the number of rows around it.
     int batch_images = 1;
 };
-
-// How many images share a UNet forward: `requested` (at least 1). A sampler that draws noise at its steps
-// takes its numbers from each image's own generator, so it runs one at a time: requested > 1 is a UsageError.
-int images_per_forward(const BatchConfig& config, int requested);
 
 struct BatchReport {
     int generated = 0;

@@ -45,6 +45,18 @@ RowPolicy row_policy();
 void set_images_per_forward(int64_t images);
 int64_t images_per_forward();
 
+// Sets images_per_forward() for a scope and puts the earlier value back when it ends (also on an error).
+class ImagesPerForwardScope {
+public:
+    explicit ImagesPerForwardScope(int64_t images) : before_(images_per_forward()) { set_images_per_forward(images); }
+    ~ImagesPerForwardScope() { set_images_per_forward(before_); }
+    ImagesPerForwardScope(const ImagesPerForwardScope&) = delete;
+    ImagesPerForwardScope& operator=(const ImagesPerForwardScope&) = delete;
+
+private:
+    int64_t before_;
+};
+
 // How LayerAdapters' per-row groups decide between fused and low-rank arithmetic (set_row_slots).
 struct RowPlan {
     int64_t amortize_steps = 1;       // the forwards a group's fused weight serves

@@ -33,6 +33,11 @@ struct GenerationRequest {
     // draw from the seed's generator (batch runs share one generator across sets). The generator seeded with
     // `seed` still feeds ancestral samplers.
     at::Tensor initial_noise;
+    // When not empty: the seeds of the runs whose images were stacked into this request (batch's shared
+    // forwards), each covering num_images / image_seeds.size() images. A sampler that draws noise at its steps
+    // (euler-a) then steps each run's images with its own scheduler and a generator seeded with its own seed, so
+    // that they draw the numbers they would alone. Empty: one generator seeded with `seed`, as diffusers.
+    std::vector<uint64_t> image_seeds;
     // false: a NaN or Inf in the latents after any step stops the image with an error that names the step and the
     // method (no black PNG). true (--allow-nan, batch "allow_nan"): carry on and write what comes out.
     bool allow_nan = false;
