@@ -83,22 +83,33 @@ TEST(LayerAdapters, FusedAndLowRankAgreeWithFormula) {
     EXPECT_TRUE(torch::allclose(low, fused, 1e-4, 1e-4));
 }
 
+namespace {
+
+// A 64x64 projection with two rank-8 deltas (slot 0 at gain 0.5, slot 1 at 0.25), drawn from `seed`.
+std::unique_ptr<lora::LayerAdapters> two_delta_projection(uint64_t seed) {
+    torch::manual_seed(seed);
+    auto ad = std::make_unique<lora::LayerAdapters>(torch::randn({64, 64}), false);
+    ad->add_delta({0, torch::randn({8, 64}), torch::randn({64, 8}), 0.5});
+    ad->add_delta({1, torch::randn({8, 64}), torch::randn({64, 8}), 0.25});
+    return ad;
+}
+
+}  // namespace
+
 // An image map's rows (AdapterSet::map_images: row r is image r % n's) fuse as their image would alone: on
 // one image's rows (2 batch rows of 4 tokens), amortized over the activation's forwards. Costs worked by hand
 // for a 64x64 projection and rank-8 deltas: low-rank 8 rows · 8 · (64 + 64) = 8192 multiply-adds a forward,
 // fusing 8 · 64 · 64 = 32768 once: fused over 8 forwards (4096 each), low-rank over 2 (16384). Without the map,
 // a single row among 2 images' counts 2 rows (2048) against a fusing for one forward: low-rank.
 TEST(LayerAdapters, ImageMapRowsFuseAsTheirImageAloneWould) {
-    torch::manual_seed(5);
-    lora::LayerAdapters ad(torch::randn({64, 64}), false);
-    ad.add_delta({0, torch::randn({8, 64}), torch::randn({64, 8}), 0.5});
-    ad.add_delta({1, torch::randn({8, 64}), torch::randn({64, 8}), 0.25});
+    auto projection = two_delta_projection(5);
+    lora::LayerAdapters& ad = *projection;
     const at::Tensor x = torch::randn({4, 4, 64}), bias = torch::randn({64});
     const std::vector<std::vector<int>> rows{{0}, {1}, {0}, {1}};
     const auto fused_row = [&](int64_t r, int slot) {
         return models::dense(x.narrow(0, r, 1).reshape({-1, 64}), ad.fused_weight({slot}), bias).view({1, 4, 64});
     };
-    lora::set_images_per_forward(2);
+    const lora::ImagesPerForwardScope two_images(2);
     const auto is_fused = [&](const at::Tensor& y) {
         EXPECT_TRUE(torch::allclose(y.narrow(0, 0, 1), fused_row(0, 0), 1e-4, 1e-4));
         EXPECT_TRUE(torch::allclose(y.narrow(0, 3, 1), fused_row(3, 1), 1e-4, 1e-4));
@@ -118,7 +129,6 @@ TEST(LayerAdapters, ImageMapRowsFuseAsTheirImageAloneWould) {
     EXPECT_EQ(ad.cached_group_weights(), 2u);
     ad.set_row_slots({{0}, {0}, {0}, {0}}, {8, 2, true});
     EXPECT_EQ(ad.cached_group_weights(), 1u);
-    lora::set_images_per_forward(1);
 }
 
 // Composite's per-LoRA blocks under an image map (two images, classifier-free guidance): image 0's block of
@@ -127,21 +137,18 @@ TEST(LayerAdapters, ImageMapRowsFuseAsTheirImageAloneWould) {
 // cost 64 · 8 · 128 = 65536 multiply-adds low-rank against 32768 to fuse: fused, as alone. Counting the group's
 // single row among 2 images (16 rows: 16384) would keep it low-rank.
 TEST(LayerAdapters, ImageMapCompositeBlocksFuseAsTheirImageAloneWould) {
-    torch::manual_seed(6);
-    lora::LayerAdapters ad(torch::randn({64, 64}), false);
-    ad.add_delta({0, torch::randn({8, 64}), torch::randn({64, 8}), 0.5});
-    ad.add_delta({1, torch::randn({8, 64}), torch::randn({64, 8}), 0.25});
+    auto projection = two_delta_projection(6);
+    lora::LayerAdapters& ad = *projection;
     const at::Tensor x = torch::randn({4, 32, 64}), bias = torch::randn({64});
     const std::vector<std::vector<int>> rows{{0}, {1}, {0}, {1}};  // image 0's LoRA is slot 0, image 1's slot 1
     const at::Tensor fused0 = models::dense(x.narrow(0, 0, 1).reshape({-1, 64}), ad.fused_weight({0}), bias);
-    lora::set_images_per_forward(2);
+    const lora::ImagesPerForwardScope two_images(2);
     ad.set_row_slots(rows, {1, 2, false});
     EXPECT_TRUE(torch::equal(ad.linear(x, bias).narrow(0, 0, 1).reshape({-1, 64}), fused0));
     ad.set_row_slots(rows);
     const at::Tensor counted = ad.linear(x, bias).narrow(0, 0, 1).reshape({-1, 64});
     EXPECT_TRUE(torch::allclose(counted, fused0, 1e-4, 1e-4));
     EXPECT_FALSE(torch::equal(counted, fused0)) << "the counted plan should have stayed low-rank";
-    lora::set_images_per_forward(1);
 }
 
 TEST(Composition, OneLoraMergeEqualsSwitchEqualsComposite) {

@@ -38,15 +38,18 @@ at::Tensor cfg_combine(const StepContext& ctx, const at::Tensor& eps) {
     return halves[0] + ctx.guidance_scale * (halves[1] - halves[0]);
 }
 
-StepRows CompositionMethod::step_rows(const StepContext&) {
-    throw RuntimeError("internal: " + record().value("method", std::string("this method")) +
+namespace {
+
+[[noreturn]] void cannot_share(const CompositionMethod& method) {
+    throw RuntimeError("internal: " + method.record().value("method", std::string("this method")) +
                        " cannot share a UNet forward with other methods");
 }
 
-at::Tensor CompositionMethod::combine(const StepContext& ctx, const at::Tensor&) {
-    step_rows(ctx);  // throws
-    return {};
-}
+}  // namespace
+
+StepRows CompositionMethod::step_rows(const StepContext&) { cannot_share(*this); }
+
+at::Tensor CompositionMethod::combine(const StepContext&, const at::Tensor&) { cannot_share(*this); }
 
 text::EncodedPrompts encode_text(const ModelParts& model, const PromptText& text) {
     return text::encode_prompts(model.tokenizer, model.text_encoder, text.prompt, text.negative_prompt,

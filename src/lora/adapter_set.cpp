@@ -333,17 +333,17 @@ int64_t image_block_rows(const std::vector<std::vector<int>>& row_slots, size_t 
 
 }  // namespace
 
-void AdapterSet::activate_unet_rows(const std::vector<std::vector<int>>& row_slots) {
+void AdapterSet::activate_unet_rows(const std::vector<std::vector<int>>& row_slots, int64_t image_rows) {
     if (image_slots_.empty()) {
-        for (auto& l : unet_layers_) l.adapters->set_row_slots(row_slots);
+        for (auto& l : unet_layers_) l.adapters->set_row_slots(row_slots, {1, image_rows, false});
         return;
     }
     std::vector<std::vector<int>> rows;
     for (size_t r = 0; r < row_slots.size(); ++r) rows.push_back(attached_slots(row_slots[r], r % image_slots_.size()));
     // Each group decides as its image's block would alone, for one forward, keeping its cached weights
     // (every step selects the same groups).
-    const int64_t image_rows = image_block_rows(row_slots, image_slots_.size());
-    for (auto& l : unet_layers_) l.adapters->set_row_slots(rows, {1, image_rows, false});
+    const int64_t block_rows = image_block_rows(row_slots, image_slots_.size());
+    for (auto& l : unet_layers_) l.adapters->set_row_slots(rows, {1, block_rows, false});
 }
 
 void AdapterSet::map_images(std::vector<std::vector<int>> image_slots, int rows_per_image) {

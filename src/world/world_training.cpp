@@ -95,32 +95,37 @@ private:
 
 // An exponential moving average of a module's parameters, as diffusers' EMAModel keeps it (warm-up decay
 // min(decay, (1 + step) / (10 + step))). Its tensors are named "ema/<parameter>" for the checkpoint.
+// tensors() hands out handles that share storage with the average: every update and copy here is in place,
+// so the phase checkpoint saves the current average and its restore (a copy into those handles) resumes it.
 class WeightAverage {
 public:
     WeightAverage(const torch::nn::Module& module, double decay) : decay_(decay) {
         if (decay <= 0) return;
         torch::NoGradGuard no_grad;
-        for (const auto& p : module.named_parameters()) average_["ema/" + p.key()] = p.value().detach().clone();
+        for (const auto& p : module.named_parameters()) {
+            at::Tensor avg = p.value().detach().clone();
+            average_["ema/" + p.key()] = avg;
+            pairs_.push_back({p.value(), avg});
+        }
     }
     const std::map<std::string, at::Tensor>& tensors() const { return average_; }
 
     // After optimizer step `step` (0-based).
-    void update(const torch::nn::Module& module, int step) {
-        if (average_.empty()) return;
+    void update(int step) {
         torch::NoGradGuard no_grad;
         const double d = std::min(decay_, (1.0 + step) / (10.0 + step));
-        for (const auto& p : module.named_parameters()) average_.at("ema/" + p.key()).lerp_(p.value(), 1.0 - d);
+        for (auto& [param, avg] : pairs_) avg.lerp_(param, 1.0 - d);
     }
     // The module's parameters become the average.
-    void copy_to(torch::nn::Module& module) const {
-        if (average_.empty()) return;
+    void copy_to_module() {
         torch::NoGradGuard no_grad;
-        for (auto& p : module.named_parameters()) p.value().copy_(average_.at("ema/" + p.key()));
+        for (auto& [param, avg] : pairs_) param.copy_(avg);
     }
 
 private:
     double decay_;
     std::map<std::string, at::Tensor> average_;
+    std::vector<std::pair<at::Tensor, at::Tensor>> pairs_;  // (parameter, its average), in parameter order
 };
 
 void set_scaling_factor(models::AutoencoderKLImpl& vae, uint64_t seed) {
@@ -273,12 +278,12 @@ PhaseResult train_unet(models::UNet2DConditionModelImpl& unet, models::Autoencod
         at::Tensor loss = objective.loss(unet, at::cat(z), at::cat(ctx), gen);
         loss.backward();
         opt.step();
-        average.update(unet, step);
+        average.update(step);
         run.step_done(loss.item<double>(), t.steps);
         if (on_step) on_step({"unet", step + 1, t.steps, run.last_loss(), seconds_since(t0)});
     }
     for (auto& p : unet.parameters()) p.requires_grad_(false);
-    average.copy_to(unet);
+    average.copy_to_module();
     return run.end();
 }
 

@@ -108,8 +108,10 @@ public:
     // UNet, whole batch: the given slots (empty: base weights), for about `amortize_steps` forwards (each
     // layer fuses them into its weight when that pays off over those forwards; see LayerAdapters::set_fused).
     void activate_unet(const std::vector<int>& slots, int64_t amortize_steps = int64_t{1} << 30);
-    // UNet, per batch row: row_slots[b] lists the slots active for row b.
-    void activate_unet_rows(const std::vector<std::vector<int>>& row_slots);
+    // UNet, per batch row: row_slots[b] lists the slots active for row b. `image_rows` > 0: the rows one image
+    // brings to each group (images of different methods in one forward, without an image map), so that each
+    // group decides fused or low-rank as its image alone would; 0: a group's rows / images_per_forward().
+    void activate_unet_rows(const std::vector<std::vector<int>>& row_slots, int64_t image_rows = 0);
     // Back to base weights everywhere, every gain back to 1, no image map.
     void clear();
     // Several images in one UNet forward, each composing its own LoRAs (batch --batch-images across sets):
