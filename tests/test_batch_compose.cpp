@@ -15,6 +15,7 @@
 #include "multilora/pipeline/model_loader.h"
 #include "multilora/pipeline/run_session.h"
 #include "multilora/compose/registry.h"
+#include "multilora/util/error.h"
 
 namespace fs = std::filesystem;
 using namespace multilora;
@@ -132,6 +133,16 @@ TEST(BatchCompose, BatchImageIsGenerateFromTheSetsNoiseDraw) {
 // Images of four methods and three LoRA counts in one generation (MixedMethods): each image's latents are its
 // lone run's within rounding (the shared forward plans its adapters per row group, the lone Merge fuses once),
 // and each image records what its own method did (Switch's LoRA per step: 0, 1, 2, 0 at tau 1).
+// Stacked runs' seeds (RunSession's joint request) must share the images evenly: 3 images cannot be 2 runs'.
+TEST(BatchCompose, ImageSeedsThatDoNotShareTheImagesEvenlyAreRefused) {
+    pipeline::GenerationRequest r;
+    r.num_images = 3;
+    r.image_seeds = {1, 2};
+    EXPECT_THROW(pipeline::validate_request(r), RuntimeError);
+    r.image_seeds = {1, 2, 3};
+    EXPECT_NO_THROW(pipeline::validate_request(r));
+}
+
 TEST(BatchCompose, ImagesOfSeveralMethodsInOneGenerationEachFollowTheirOwn) {
     auto owned = four_lora_session();
     pipeline::RunSession& session = *owned;

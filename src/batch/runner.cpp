@@ -227,7 +227,7 @@ void warn_if_low_on_space(const BatchConfig& c, size_t images) {
 }  // namespace
 
 int unet_rows(const std::string& method, int k, double guidance_scale) {
-    const int per = guidance_scale > 1.0 ? 2 : 1;
+    const int per = compose::cfg_rows_per_latent(guidance_scale);
     return method == "composite" ? per * std::max(1, k) : per;
 }
 

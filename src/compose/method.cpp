@@ -10,6 +10,8 @@
 
 namespace multilora::compose {
 
+int cfg_rows_per_latent(double guidance_scale) { return guidance_scale > 1.0 ? 2 : 1; }
+
 at::Tensor cfg_latents(const StepContext& ctx) {
     if (ctx.guidance_scale <= 1.0) return ctx.scaled_latents;
     return at::cat({ctx.scaled_latents, ctx.scaled_latents}, 0);

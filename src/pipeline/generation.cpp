@@ -220,11 +220,11 @@ at::Tensor denoise(StableDiffusionModel& model, const GenerationRequest& request
                    const text::EncodedPrompts& prompts, Sampler& sampler, at::Tensor latents,
                    const StepCallback& on_step, GenerationResult& result) {
     const int total = static_cast<int>(result.timesteps.size());
+    sampling::Scheduler& scheduler = sampler.scheduler();  // timesteps and input scaling (steps: sampler.step)
     for (int i = 0; i < total; ++i) {
         throw_if_interrupted();  // SIGINT/SIGTERM under an InterruptScope: this image is discarded
         auto ts = std::chrono::steady_clock::now();
         const double t = result.timesteps[i];
-        sampling::Scheduler& scheduler = sampler.scheduler();
         at::Tensor timestep = scheduler.timestep_is_integral() ? at::scalar_tensor(static_cast<int64_t>(t), at::kLong)
                                                                : at::scalar_tensor(t, at::kFloat);
         timestep = timestep.to(model.device);

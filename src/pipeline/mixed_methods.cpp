@@ -81,7 +81,7 @@ at::Tensor MixedMethods::predict(const compose::StepContext& ctx) {
     }
     // One forward over all of them. Each of these methods' row groups holds one guided prediction's rows of an
     // image (Composite: one per LoRA), which is what each group's fuse-or-low-rank choice counts, as alone.
-    const int64_t image_rows = steps.contexts.front().scaled_latents.size(0) * (ctx.guidance_scale > 1.0 ? 2 : 1);
+    const int64_t image_rows = steps.contexts.front().scaled_latents.size(0) * compose::cfg_rows_per_latent(ctx.guidance_scale);
     if (adapters_) adapters_->activate_unet_rows(row_slots, image_rows);
     const at::Tensor eps = model_.unet.forward(at::cat(inputs, 0), ctx.timestep, at::cat(contexts, 0));
     // Each image's prediction from its own rows.

@@ -123,7 +123,7 @@ SessionResult RunSession::run_images(const std::vector<SessionRun>& runs) {
     if (adapters) {
         std::vector<std::vector<int>> image_slots;
         for (const SessionRun& r : runs) image_slots.push_back(r.slots);
-        adapters->map_images(image_slots, request.guidance_scale > 1.0 ? 2 : 1);
+        adapters->map_images(image_slots, compose::cfg_rows_per_latent(request.guidance_scale));
     }
     std::unique_ptr<compose::CompositionMethod> method = compose::registry().create(first.method, setup);
     SessionResult out;

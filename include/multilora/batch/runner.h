@@ -74,8 +74,9 @@ struct BatchOptions {
     bool overwrite = false;  // regenerate stale images instead of stopping
     int threads = -1;        // -1: the config's
     // Images that share each UNet forward (a set's seeds of one method; images of any set, method and k for the
-    // methods that mix sets; any sampler). 1 (and 0): one at a time, the exact default. Shared forwards are faster on small images but not bit-identical on the CPU:
-    // oneDNN's and OpenBLAS's products round a row differently with the number of rows around it.
+    // methods that mix sets; any sampler). 1 (and 0): one at a time, the exact default. Shared forwards are
+    // faster on small images but not bit-identical on the CPU: oneDNN's and OpenBLAS's products round a row
+    // differently with the number of rows around it.
     int batch_images = 1;
 };
 

@@ -94,6 +94,8 @@ public:
 // The rows of one model's prediction: the latents and prompt embeddings as [∅ ×n, c ×n] (only the c rows
 // when guidance_scale <= 1, as diffusers skips the other branch).
 at::Tensor cfg_latents(const StepContext& ctx);
+// The rows cfg_latents gives each latent row: 2 with guidance, 1 without.
+int cfg_rows_per_latent(double guidance_scale);
 at::Tensor cfg_context(const text::EncodedPrompts& prompts, const StepContext& ctx);
 
 // The plain classifier-free-guided prediction: one UNet call on the batched [uncond × n, cond × n] rows
